@@ -1,0 +1,5 @@
+"""``python -m ptreplay`` runs the command line."""
+
+from ptreplay.cli import main
+
+main()
