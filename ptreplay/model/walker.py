@@ -62,21 +62,34 @@ class KvmPgtableWalker:
 
 
 class KvmPgtableWalkData:
-    """``struct kvm_pgtable_walk_data``: the state of one walk."""
+    """``struct kvm_pgtable_walk_data``: the state of one walk.
 
-    __slots__ = ("pgt", "walker", "addr", "end")
+    Besides the kernel's four fields it caches, for speed, what the walk reads
+    on every entry and cannot change during it (the machine's table memory,
+    the granule's shifts and masks, the walker's flags, ``mm_ops``).
+    """
+
+    __slots__ = ("pgt", "walker", "addr", "end",
+                 "pages", "page_mask", "shifts", "idx_mask", "addr_mask", "flags", "mm_ops")
 
     def __init__(self, pgt: KvmPgtable, walker: KvmPgtableWalker, addr: int, end: int) -> None:
         self.pgt = pgt
         self.walker = walker
         self.addr = addr
         self.end = end
+        g = pgt.m.granule
+        self.pages = pgt.m.pages
+        self.page_mask = g.page_mask
+        self.shifts = g.granule_shifts  # kvm_granule_shift(level) at [level + 1]
+        self.idx_mask = g.ptrs_per_pte - 1
+        self.addr_mask = g.pte_addr_mask
+        self.flags = walker.flags
+        self.mm_ops = pgt.mm_ops
 
 
 def kvm_pgtable_idx(data: KvmPgtableWalkData, level: int) -> int:
     """``kvm_pgtable_idx()``: index of ``data.addr`` in a table at ``level``."""
-    g = data.pgt.m.granule
-    return (data.addr >> g.granule_shifts[level + 1]) & (g.ptrs_per_pte - 1)
+    return (data.addr >> data.shifts[level + 1]) & data.idx_mask
 
 
 def kvm_pgd_page_idx(data: KvmPgtableWalkData) -> int:
@@ -101,54 +114,60 @@ def __kvm_pgtable_visit(data: KvmPgtableWalkData, ptep: int, level: int) -> int:
     """``__kvm_pgtable_visit()``: visit one entry, descend if it is (or became) a table.
 
     A LEAF callback may turn the entry into a table (the map walker does when
-    it must split or create a level); the walk then descends into it.
+    it must split or create a level); the walk then descends into it. The
+    small helpers it calls (``kvm_pgtable_visitor_cb``, ``kvm_pte_table``,
+    ``kvm_pte_follow``, ``kvm_granule_size``) are written out inline, as the
+    compiler inlines them, with their names in comments.
     """
     ret = 0
     addr = data.addr
-    m = data.pgt.m
-    mask = m.page_mask
-    pte = m.pages[ptep & ~mask][(ptep & mask) >> 3]
+    mask = data.page_mask
+    table_page = data.pages[ptep & ~mask]
+    idx = (ptep & mask) >> 3
+    pte = table_page[idx]
     # kvm_pte_table(): valid table descriptor, never at the last level
     last = level == KVM_PGTABLE_MAX_LEVELS - 1
     table = not last and (pte & 3) == 3
-    flags = data.walker.flags
+    flags = data.flags
 
+    walker = data.walker
+    # kvm_pgtable_visitor_cb(), inlined: walker->cb(addr, data->end, level, ptep, flag, arg)
     if table and flags & KVM_PGTABLE_WALK_TABLE_PRE:
-        ret = kvm_pgtable_visitor_cb(data, addr, level, ptep, KVM_PGTABLE_WALK_TABLE_PRE)
+        ret = walker.cb(addr, data.end, level, ptep, KVM_PGTABLE_WALK_TABLE_PRE, walker.arg)
 
     if not table and flags & KVM_PGTABLE_WALK_LEAF:
-        ret = kvm_pgtable_visitor_cb(data, addr, level, ptep, KVM_PGTABLE_WALK_LEAF)
-        pte = m.pages[ptep & ~mask][(ptep & mask) >> 3]
+        ret = walker.cb(addr, data.end, level, ptep, KVM_PGTABLE_WALK_LEAF, walker.arg)
+        pte = table_page[idx]  # the callback may have made it a table
         table = not last and (pte & 3) == 3
 
     if ret:
         return ret
 
     if not table:
-        size = 1 << m.granule.granule_shifts[level + 1]
+        size = 1 << data.shifts[level + 1]  # kvm_granule_size(level)
         data.addr = (data.addr & ~(size - 1)) + size
         return ret
 
-    childp = kvm_pte_follow(pte, data.pgt.mm_ops)
+    childp = data.mm_ops.phys_to_virt(pte & data.addr_mask)  # kvm_pte_follow()
     ret = __kvm_pgtable_walk(data, childp, level + 1)
     if ret:
         return ret
 
     if flags & KVM_PGTABLE_WALK_TABLE_POST:
-        ret = kvm_pgtable_visitor_cb(data, addr, level, ptep, KVM_PGTABLE_WALK_TABLE_POST)
+        ret = walker.cb(addr, data.end, level, ptep, KVM_PGTABLE_WALK_TABLE_POST, walker.arg)
 
     return ret
 
 
 def __kvm_pgtable_walk(data: KvmPgtableWalkData, pgtable: int, level: int) -> int:
     """``__kvm_pgtable_walk()``: visit the entries of one table from ``data.addr`` on."""
-    m = data.pgt.m
-    if m.WARN_ON_ONCE(level >= KVM_PGTABLE_MAX_LEVELS, "level >= KVM_PGTABLE_MAX_LEVELS"):
+    if level >= KVM_PGTABLE_MAX_LEVELS and \
+            data.pgt.m.WARN_ON_ONCE(True, "level >= KVM_PGTABLE_MAX_LEVELS"):
         return -EINVAL
 
     ret = 0
-    ptrs_per_pte = m.granule.ptrs_per_pte
-    idx = kvm_pgtable_idx(data, level)
+    ptrs_per_pte = data.idx_mask + 1
+    idx = (data.addr >> data.shifts[level + 1]) & data.idx_mask  # kvm_pgtable_idx()
     while idx < ptrs_per_pte:
         ptep = pgtable + idx * 8
         if data.addr >= data.end:
