@@ -27,9 +27,16 @@ import sys
 import time
 
 from ptreplay.effects import effect_to_json
-from ptreplay.model import Machine, Memcache, OracleMmOps, Platform, get_profile, new_stage2
+from ptreplay.model import (
+    Machine,
+    Memcache,
+    OracleMmOps,
+    Platform,
+    get_profile,
+    new_stage2,
+    stage2_vtcr,
+)
 from ptreplay.model import stage2 as s2
-from ptreplay.model import stage2_vtcr
 from ptreplay.model.pte import KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_W, KVM_PGTABLE_PROT_X
 
 PAGE = 4096
