@@ -417,6 +417,7 @@ def stage2_map_walk_table_post(addr: int, end: int, level: int, ptep: int,
 
     if data.anchor == ptep:
         childp = data.childp
+        assert childp is not None
         data.anchor = None
         data.childp = None
         ret = stage2_map_walk_leaf(addr, end, level, ptep, data)

@@ -63,8 +63,9 @@ class KvmPgtable:
         self.ia_bits = 0
         self.start_level = 0
         self.pgd: int | None = None
-        self.mm_ops: KvmPgtableMmOps | None = None
-        self.mmu: KvmS2Mmu | None = None
+        # Set by the init function (the C struct is filled in there too).
+        self.mm_ops: KvmPgtableMmOps = None  # type: ignore[assignment]
+        self.mmu: KvmS2Mmu = None  # type: ignore[assignment]
         self.flags = 0
         self.force_pte_cb: ForcePteCb | None = None
         self.m = m
