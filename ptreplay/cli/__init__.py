@@ -14,6 +14,8 @@ from ptreplay.cli.app import app
 from ptreplay.errors import InputError
 
 # Importing a command module registers its commands on ``app``: one line per module.
+# isort: split
+import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,79 @@
+"""The model equals the kernel oracle byte for byte: every scenario, both profiles.
+
+The expected files are the output of the kernel's own pgtable.c compiled in
+user space (shared/conformance/oracle/FORMAT.md); a mismatch names the first
+differing line and the operation that produced it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import subprocess
+import sys
+
+import pytest
+from conftest import ORACLE, require_shared
+
+from ptreplay.model.profiles import get_profile
+from ptreplay.model.scenario import run_scenario
+
+PROFILES = ("linux-5.13", "linux-6.1")
+SCENARIOS = sorted(p.name for p in (ORACLE / "scenarios").glob("*.jsonl"))
+
+
+def _first_difference(got: list[str], expected: list[str]) -> str | None:
+    for i in range(max(len(got), len(expected))):
+        g = got[i] if i < len(got) else "<end of output>"
+        e = expected[i] if i < len(expected) else "<end of expected>"
+        if g != e:
+            ops = [line for line in expected[: i + 1] if line.startswith('{"op"')]
+            return (f"first difference at output line {i + 1}\n"
+                    f"  operation: {ops[-1] if ops else '(none)'}\n"
+                    f"  model:     {g}\n  kernel:    {e}")
+    return None
+
+
+def test_the_oracle_is_there():
+    require_shared()
+    assert len(SCENARIOS) >= 47
+    for profile in PROFILES:
+        assert all((ORACLE / "expected" / profile / f"{s}.gz").is_file() for s in SCENARIOS)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_model_equals_kernel(profile, scenario):
+    require_shared()
+    out = io.StringIO()
+    with open(ORACLE / "scenarios" / scenario, encoding="utf-8") as f:
+        run_scenario(f, get_profile(profile), out, source=scenario)
+    with gzip.open(ORACLE / "expected" / profile / f"{scenario}.gz", "rt") as f:
+        expected = f.read()
+    got = out.getvalue()
+    if got != expected:
+        diff = _first_difference(got.splitlines(), expected.splitlines())
+        pytest.fail(f"{profile}/{scenario}: {diff or 'line endings differ'}", pytrace=False)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cli_prints_the_expected_bytes(profile):
+    require_shared()
+    scenario = ORACLE / "scenarios" / "20_set_owner_over_mappings.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "ptreplay", "model", "run", str(scenario), "--profile", profile],
+        capture_output=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with gzip.open(ORACLE / "expected" / profile / f"{scenario.name}.gz", "rb") as f:
+        assert done.stdout == f.read()
+
+
+def test_cli_reads_stdin_and_checks_invariants():
+    require_shared()
+    scenario = (ORACLE / "scenarios" / "39_destroy_populated.jsonl").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "ptreplay", "model", "run", "-", "--check"],
+                          input=scenario, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with gzip.open(ORACLE / "expected" / "linux-6.1" / "39_destroy_populated.jsonl.gz") as f:
+        assert done.stdout == f.read()

@@ -1,0 +1,185 @@
+"""Properties of random operation sequences: the kernel's invariants hold throughout.
+
+* every table page's refcount is 1 + its counted entries, every reachable page
+  is live and reached once, nothing allocated is unreachable (the oracle
+  harness's checks);
+* no valid entry is replaced by a different valid one except by a
+  permission/access-flag update of a leaf, and an entry made invalid is not
+  made valid again before a TLB invalidation covering it (break-before-make);
+* every ``pte`` effect's ``old`` is what the previous store left there;
+* destroy returns every page that was allocated;
+* the effects are a function of the operations only: a second run, with the
+  table pages at other virtual addresses (another linear-map offset), emits
+  the same records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ptreplay.effects import Alloc, Free, Pte, Tlbi
+from ptreplay.model import (
+    Machine,
+    Memcache,
+    OracleMmOps,
+    Platform,
+    get_profile,
+    new_stage2,
+    stage2_vtcr,
+)
+from ptreplay.model import stage2 as s2
+from ptreplay.model.pte import (
+    KVM_PGTABLE_PROT_DEVICE,
+    KVM_PGTABLE_PROT_R,
+    KVM_PGTABLE_PROT_W,
+    KVM_PGTABLE_PROT_X,
+    KVM_PTE_LEAF_ATTR_HI_S2_XN,
+    KVM_PTE_LEAF_ATTR_LO_S2_AF,
+    KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R,
+    KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W,
+)
+from ptreplay.model.state import check_invariants, iter_tables
+
+PAGE, BLOCK_2M, BLOCK_1G = 1 << 12, 1 << 21, 1 << 30
+_ATTR_ONLY = (KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R | KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W
+              | KVM_PTE_LEAF_ATTR_HI_S2_XN | KVM_PTE_LEAF_ATTR_LO_S2_AF)
+
+addresses = st.builds(lambda unit, i, off: unit * i + off * PAGE,
+                      st.sampled_from([PAGE, BLOCK_2M, BLOCK_2M, BLOCK_1G]), st.integers(0, 1),
+                      st.sampled_from([0, 0, 1]))
+sizes = st.sampled_from([PAGE, 2 * PAGE, BLOCK_2M, BLOCK_2M, BLOCK_2M + PAGE, 2 * BLOCK_2M,
+                         BLOCK_1G, 0])
+prots = st.sampled_from([KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W,
+                         KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_X,
+                         KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W | KVM_PGTABLE_PROT_DEVICE])
+memcaches = st.sampled_from([None, 0, 1, 2, -1])  # -1: unlimited
+
+operations = st.one_of(
+    st.tuples(st.just("map"), addresses, sizes, st.sampled_from([0, 0, 1]), prots, memcaches),
+    st.tuples(st.just("set_owner"), addresses, sizes, st.integers(0, 2), memcaches),
+    st.tuples(st.just("unmap"), addresses, sizes),
+    st.tuples(st.just("wrprotect"), addresses, sizes),
+    st.tuples(st.just("relax_perms"), addresses, prots),
+    st.tuples(st.just("mkyoung"), addresses),
+    st.tuples(st.just("mkold"), addresses),
+    st.tuples(st.just("is_young"), addresses),
+    st.tuples(st.just("flush"), addresses, sizes),
+)
+
+
+def _mc(n: int | None) -> Memcache | None:
+    return None if n is None else Memcache(None if n < 0 else n)
+
+
+def _apply(pgt: Any, op: tuple) -> Any:
+    kind, *args = op
+    if kind == "map":
+        addr, size, skew, prot, mc = args
+        return s2.kvm_pgtable_stage2_map(pgt, addr, size, 0x1_0000_0000 + addr + skew * PAGE,
+                                         prot, _mc(mc))
+    if kind == "set_owner":
+        addr, size, owner, mc = args
+        return s2.kvm_pgtable_stage2_set_owner(pgt, addr, size, _mc(mc), owner)
+    fn = getattr(s2, f"kvm_pgtable_stage2_{kind}")
+    return fn(pgt, *args)
+
+
+class BreakBeforeMake:
+    """Shadow of every entry written, and entries broken but not yet invalidated."""
+
+    def __init__(self) -> None:
+        self.value: dict[int, int] = {}
+        self.pending: dict[int, tuple[int, int]] = {}  # ptep PA -> (ipa, size)
+
+    def run(self, pgt: Any, effects: list) -> list[str]:
+        g = pgt.m.granule
+        where = {t.pa: (t.level, t.ipa) for t in iter_tables(pgt)}
+        problems = []
+        for e in effects:
+            if type(e) is Tlbi:
+                if e.kind == "vmid":
+                    self.pending.clear()
+                else:
+                    self.pending = {p: r for p, r in self.pending.items()
+                                    if not r[0] <= e.ipa < r[0] + r[1]}
+            elif type(e) is Pte:
+                old, new, ptep = e.old, e.new, e.ptep
+                if old != self.value.get(ptep, 0):
+                    problems.append(f"{ptep:#x}: old {old:#x} is not what was stored")
+                if old & 1 and new & 1 and old != new and (old ^ new) & ~_ATTR_ONLY:
+                    problems.append(f"{ptep:#x}: valid {old:#x} -> valid {new:#x} without break")
+                if new & 1 and ptep in self.pending:
+                    problems.append(f"{ptep:#x}: made valid ({new:#x}) before a TLBI")
+                if old & 1 and not new & 1:
+                    level, ipa = where.get(ptep & ~g.page_mask, (None, None))
+                    if level is not None:
+                        shift = g.kvm_granule_shift(level)
+                        idx = (ptep & g.page_mask) >> 3
+                        self.pending[ptep] = (ipa + (idx << shift), 1 << shift)
+                self.value[ptep] = new
+        return problems
+
+
+def _run(profile: str, fwb: bool, ops: list, linear_offset: int = 0) -> tuple[list, list[str]]:
+    effects: list = []
+    m = Machine(get_profile(profile), Platform(fwb=fwb), effects.append,
+                linear_offset=linear_offset)
+    mm_ops = OracleMmOps(m)
+    ret, pgt = new_stage2(m, mm_ops, stage2_vtcr(36))
+    assert ret == 0
+    bbm = BreakBeforeMake()
+    problems = bbm.run(pgt, effects)
+    log = list(effects)
+    for op in ops:
+        effects.clear()
+        _apply(pgt, op)
+        problems += [f"{op}: {p}" for p in bbm.run(pgt, effects)]
+        problems += [f"{op}: {p}" for p in check_invariants(pgt)]
+        log += effects
+    effects.clear()
+    s2.kvm_pgtable_stage2_destroy(pgt)
+    log += effects
+    if mm_ops.live_pages():
+        problems.append(f"pages still live after destroy: {sorted(mm_ops.live_pages())}")
+    allocated, freed = set(), set()
+    for e in log:
+        if type(e) is Alloc:
+            allocated.update(range(e.pa, e.pa + (e.size or PAGE), PAGE))
+        elif type(e) is Free:
+            freed.update(range(e.pa, e.pa + (e.size or PAGE), PAGE))
+    if allocated != freed:
+        problems.append(f"allocated but never freed: {sorted(allocated - freed)}")
+    return log, problems
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(profile=st.sampled_from(["linux-5.13", "linux-6.1"]), fwb=st.booleans(),
+       ops=st.lists(operations, max_size=30))
+def test_random_sequences_keep_the_kernel_invariants(profile, fwb, ops):
+    log, problems = _run(profile, fwb, ops)
+    assert problems == []
+    again, _ = _run(profile, fwb, ops, linear_offset=0xFFFF_0000_0000_0000 - 0x4000_0000)
+    assert again == log
+
+
+def test_the_checks_can_fail():
+    """The invariant checks see a refcount that is off, and an unfreed page."""
+    effects: list = []
+    m = Machine(get_profile("linux-6.1"), Platform(), effects.append)
+    mm_ops = OracleMmOps(m)
+    _, pgt = new_stage2(m, mm_ops, stage2_vtcr(36))
+    s2.kvm_pgtable_stage2_map(pgt, 0x1000, 0x1000, 0x1_0000_1000, KVM_PGTABLE_PROT_R, Memcache())
+    assert check_invariants(pgt) == []
+    mm_ops.get_page(pgt.pgd)
+    assert any("refcount 3 != 1 + 1" in p for p in check_invariants(pgt))
+    mm_ops.put_page(pgt.pgd)
+    stray = mm_ops.zalloc_page(None)
+    assert any("leak" in p and f"{stray:#x}" in p for p in check_invariants(pgt))
+    bbm = BreakBeforeMake()
+    leaf = next(t for t in iter_tables(pgt) if t.level == 3)
+    ptep = leaf.pa + 8
+    bbm.value[ptep] = 0x400001000017FF
+    assert bbm.run(pgt, [Pte(ptep, 0x400001000017FF, 0x400001000027FF)])
