@@ -15,7 +15,8 @@ hex strings in JSON; counts, levels and return codes are JSON integers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+import json
+from typing import Any, NamedTuple
 
 __all__ = [
     "Pte",
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 
+def _h(value: int) -> str:
+    """Format an address or entry value as the oracle does: ``"0x…"``, lower case."""
+    return f'"{value:#x}"'
+
+
 class Pte(NamedTuple):
     """A store to the 8-byte entry at physical address ``ptep``.
 
@@ -54,6 +60,14 @@ class Pte(NamedTuple):
     expect: int | None = None
     ok: bool = True
 
+    def to_json(self) -> str:
+        line = f'{{"ev":"pte","ptep":{_h(self.ptep)},"old":{_h(self.old)},"new":{_h(self.new)}'
+        if self.how is not None:
+            line += f',"how":"{self.how}"'
+            if not self.ok:
+                line += f',"expect":{_h(self.expect or 0)},"ok":false'
+        return line + "}"
+
 
 class Tlbi(NamedTuple):
     """A TLB invalidation hypercall.
@@ -68,15 +82,31 @@ class Tlbi(NamedTuple):
     level: int | None = None
     pages: int | None = None
 
+    def to_json(self) -> str:
+        line = f'{{"ev":"tlbi","kind":"{self.kind}"'
+        if self.ipa is not None:
+            line += f',"ipa":{_h(self.ipa)}'
+        if self.level is not None:
+            line += f',"level":{self.level}'
+        if self.pages is not None:
+            line += f',"pages":{_h(self.pages)}'
+        return line + "}"
+
 
 class Dsb(NamedTuple):
     """``dsb(opt)``: ``opt`` is ``ishst``, ``ish``, ``nsh``, ..."""
 
     opt: str
 
+    def to_json(self) -> str:
+        return f'{{"ev":"dsb","opt":"{self.opt}"}}'
+
 
 class Isb(NamedTuple):
     """``isb()``."""
+
+    def to_json(self) -> str:
+        return '{"ev":"isb"}'
 
 
 class Cmo(NamedTuple):
@@ -90,6 +120,9 @@ class Cmo(NamedTuple):
     pa: int
     size: int
 
+    def to_json(self) -> str:
+        return f'{{"ev":"cmo","kind":"{self.kind}","pa":{_h(self.pa)},"size":{_h(self.size)}}}'
+
 
 class Alloc(NamedTuple):
     """``zalloc_page`` (``size`` None: one page) or ``zalloc_pages_exact(size)``."""
@@ -97,9 +130,17 @@ class Alloc(NamedTuple):
     pa: int
     size: int | None = None
 
+    def to_json(self) -> str:
+        if self.size is None:
+            return f'{{"ev":"alloc","pa":{_h(self.pa)}}}'
+        return f'{{"ev":"alloc","pa":{_h(self.pa)},"size":{_h(self.size)}}}'
+
 
 class AllocFail(NamedTuple):
     """``zalloc_page`` returned NULL (memory cache exhausted)."""
+
+    def to_json(self) -> str:
+        return '{"ev":"alloc_fail"}'
 
 
 class Free(NamedTuple):
@@ -108,25 +149,39 @@ class Free(NamedTuple):
     pa: int
     size: int | None = None
 
+    def to_json(self) -> str:
+        if self.size is None:
+            return f'{{"ev":"free","pa":{_h(self.pa)}}}'
+        return f'{{"ev":"free","pa":{_h(self.pa)},"size":{_h(self.size)}}}'
+
 
 class Get(NamedTuple):
     """``get_page`` on the table page at ``pa``; ``count`` is the refcount after."""
 
     pa: int
-    count: int
+    count: int  # type: ignore[assignment]  # the oracle key; shadows tuple.count
+
+    def to_json(self) -> str:
+        return f'{{"ev":"get","pa":{_h(self.pa)},"count":{self.count}}}'
 
 
 class Put(NamedTuple):
     """``put_page`` on the table page at ``pa``; ``count`` is the refcount after."""
 
     pa: int
-    count: int
+    count: int  # type: ignore[assignment]  # the oracle key; shadows tuple.count
+
+    def to_json(self) -> str:
+        return f'{{"ev":"put","pa":{_h(self.pa)},"count":{self.count}}}'
 
 
 class Warn(NamedTuple):
     """A ``WARN_ON(cond)`` that fired; ``cond`` is the C expression text."""
 
     cond: str
+
+    def to_json(self) -> str:
+        return '{"ev":"warn","cond":' + json.dumps(self.cond) + "}"
 
 
 class Info(NamedTuple):
@@ -137,6 +192,12 @@ class Info(NamedTuple):
     pgd_pages: int
     vtcr: int
 
+    def to_json(self) -> str:
+        return (
+            f'{{"ev":"info","ia_bits":{self.ia_bits},"start_level":{self.start_level},'
+            f'"pgd_pages":{self.pgd_pages},"vtcr":{_h(self.vtcr)}}}'
+        )
+
 
 class Table(NamedTuple):
     """One table page of a ``dump``: its non-zero ``entries`` as (index, value)."""
@@ -146,12 +207,22 @@ class Table(NamedTuple):
     refcount: int
     entries: tuple[tuple[int, int], ...]
 
+    def to_json(self) -> str:
+        entries = ",".join(f"[{i},{_h(v)}]" for i, v in self.entries)
+        return (
+            f'{{"ev":"table","pa":{_h(self.pa)},"level":{self.level},'
+            f'"refcount":{self.refcount},"entries":[{entries}]}}'
+        )
+
 
 class HarnessError(NamedTuple):
     """Misuse detected by the harness (store to a freed page, double free, ...)."""
 
     what: str
     pa: int
+
+    def to_json(self) -> str:
+        return '{"ev":"error","what":' + json.dumps(self.what) + f',"pa":{_h(self.pa)}}}'
 
 
 class Rcu(NamedTuple):
@@ -162,87 +233,39 @@ class Rcu(NamedTuple):
     pa: int | None = None
     level: int | None = None
 
+    def to_json(self) -> str:
+        line = f'{{"ev":"rcu","kind":"{self.kind}"'
+        if self.fn is not None:
+            line += f',"fn":"{self.fn}"'
+        if self.pa is not None:
+            line += f',"pa":{_h(self.pa)}'
+        if self.level is not None:
+            line += f',"level":{self.level}'
+        return line + "}"
 
-Effect = Union[
-    Pte, Tlbi, Dsb, Isb, Cmo, Alloc, AllocFail, Free, Get, Put, Warn, Info, Table, HarnessError, Rcu
-]
 
-
-def _h(value: int) -> str:
-    """Format an address or entry value as the oracle does: ``"0x…"``, lower case."""
-    return f'"{value:#x}"'
+Effect = (
+    Pte
+    | Tlbi
+    | Dsb
+    | Isb
+    | Cmo
+    | Alloc
+    | AllocFail
+    | Free
+    | Get
+    | Put
+    | Warn
+    | Info
+    | Table
+    | HarnessError
+    | Rcu
+)
 
 
 def effect_to_json(e: Effect) -> str:
     """Return the compact JSON line of one effect, keys in the oracle's order."""
-    t = type(e)
-    if t is Pte:
-        line = f'{{"ev":"pte","ptep":{_h(e.ptep)},"old":{_h(e.old)},"new":{_h(e.new)}'
-        if e.how is not None:
-            line += f',"how":"{e.how}"'
-            if not e.ok:
-                line += f',"expect":{_h(e.expect or 0)},"ok":false'
-        return line + "}"
-    if t is Get:
-        return f'{{"ev":"get","pa":{_h(e.pa)},"count":{e.count}}}'
-    if t is Put:
-        return f'{{"ev":"put","pa":{_h(e.pa)},"count":{e.count}}}'
-    if t is Dsb:
-        return f'{{"ev":"dsb","opt":"{e.opt}"}}'
-    if t is Tlbi:
-        line = f'{{"ev":"tlbi","kind":"{e.kind}"'
-        if e.ipa is not None:
-            line += f',"ipa":{_h(e.ipa)}'
-        if e.level is not None:
-            line += f',"level":{e.level}'
-        if e.pages is not None:
-            line += f',"pages":{_h(e.pages)}'
-        return line + "}"
-    if t is Cmo:
-        return f'{{"ev":"cmo","kind":"{e.kind}","pa":{_h(e.pa)},"size":{_h(e.size)}}}'
-    if t is Alloc:
-        if e.size is None:
-            return f'{{"ev":"alloc","pa":{_h(e.pa)}}}'
-        return f'{{"ev":"alloc","pa":{_h(e.pa)},"size":{_h(e.size)}}}'
-    if t is Free:
-        if e.size is None:
-            return f'{{"ev":"free","pa":{_h(e.pa)}}}'
-        return f'{{"ev":"free","pa":{_h(e.pa)},"size":{_h(e.size)}}}'
-    if t is Isb:
-        return '{"ev":"isb"}'
-    if t is AllocFail:
-        return '{"ev":"alloc_fail"}'
-    if t is Warn:
-        return '{"ev":"warn","cond":' + _json_string(e.cond) + "}"
-    if t is Info:
-        return (
-            f'{{"ev":"info","ia_bits":{e.ia_bits},"start_level":{e.start_level},'
-            f'"pgd_pages":{e.pgd_pages},"vtcr":{_h(e.vtcr)}}}'
-        )
-    if t is Table:
-        entries = ",".join(f"[{i},{_h(v)}]" for i, v in e.entries)
-        return (
-            f'{{"ev":"table","pa":{_h(e.pa)},"level":{e.level},'
-            f'"refcount":{e.refcount},"entries":[{entries}]}}'
-        )
-    if t is HarnessError:
-        return '{"ev":"error","what":' + _json_string(e.what) + f',"pa":{_h(e.pa)}}}'
-    if t is Rcu:
-        line = f'{{"ev":"rcu","kind":"{e.kind}"'
-        if e.fn is not None:
-            line += f',"fn":"{e.fn}"'
-        if e.pa is not None:
-            line += f',"pa":{_h(e.pa)}'
-        if e.level is not None:
-            line += f',"level":{e.level}'
-        return line + "}"
-    raise TypeError(f"not an effect: {e!r}")
-
-
-def _json_string(text: str) -> str:
-    import json
-
-    return json.dumps(text)
+    return e.to_json()
 
 
 def _num(obj: dict[str, Any], key: str) -> int:
@@ -271,8 +294,14 @@ def effect_from_json(obj: dict[str, Any]) -> Effect:
     if ev == "pte":
         how = obj.get("how")
         ok = obj.get("ok", True)
-        return Pte(_num(obj, "ptep"), _num(obj, "old"), _num(obj, "new"), how,
-                   _opt(obj, "expect"), bool(ok))
+        return Pte(
+            _num(obj, "ptep"),
+            _num(obj, "old"),
+            _num(obj, "new"),
+            how,
+            _opt(obj, "expect"),
+            bool(ok),
+        )
     if ev == "get":
         return Get(_num(obj, "pa"), int(obj["count"]))
     if ev == "put":
@@ -283,8 +312,12 @@ def effect_from_json(obj: dict[str, Any]) -> Effect:
         return Isb()
     if ev == "tlbi":
         level = obj.get("level")
-        return Tlbi(str(obj["kind"]), _opt(obj, "ipa"), None if level is None else int(level),
-                    _opt(obj, "pages"))
+        return Tlbi(
+            str(obj["kind"]),
+            _opt(obj, "ipa"),
+            None if level is None else int(level),
+            _opt(obj, "pages"),
+        )
     if ev == "cmo":
         return Cmo(str(obj["kind"]), _num(obj, "pa"), _num(obj, "size"))
     if ev == "alloc":
@@ -296,16 +329,19 @@ def effect_from_json(obj: dict[str, Any]) -> Effect:
     if ev == "warn":
         return Warn(str(obj["cond"]))
     if ev == "info":
-        return Info(int(obj["ia_bits"]), int(obj["start_level"]), int(obj["pgd_pages"]),
-                    _num(obj, "vtcr"))
+        return Info(
+            int(obj["ia_bits"]), int(obj["start_level"]), int(obj["pgd_pages"]), _num(obj, "vtcr")
+        )
     if ev == "table":
-        entries = tuple((int(i), int(v, 0) if isinstance(v, str) else int(v))
-                        for i, v in obj["entries"])
+        entries = tuple(
+            (int(i), int(v, 0) if isinstance(v, str) else int(v)) for i, v in obj["entries"]
+        )
         return Table(_num(obj, "pa"), int(obj["level"]), int(obj["refcount"]), entries)
     if ev == "error":
         return HarnessError(str(obj["what"]), _num(obj, "pa"))
     if ev == "rcu":
         level = obj.get("level")
-        return Rcu(str(obj["kind"]), obj.get("fn"), _opt(obj, "pa"),
-                   None if level is None else int(level))
+        return Rcu(
+            str(obj["kind"]), obj.get("fn"), _opt(obj, "pa"), None if level is None else int(level)
+        )
     raise ValueError(f"unknown effect {ev!r}")

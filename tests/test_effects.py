@@ -33,7 +33,9 @@ def test_every_oracle_effect_line_round_trips(shared):
     assert {"pte", "tlbi", "dsb", "cmo", "alloc", "free", "get", "put", "info", "table"} <= seen
 
 
-@pytest.mark.parametrize("bad", [{"ev": "nope"}, {"ev": "pte", "ptep": "0x0"}, {"ev": "get", "pa": []}])
+@pytest.mark.parametrize(
+    "bad", [{"ev": "nope"}, {"ev": "pte", "ptep": "0x0"}, {"ev": "get", "pa": []}]
+)
 def test_malformed_effect_lines_are_rejected(bad):
     with pytest.raises((KeyError, ValueError, TypeError)):
         effect_from_json(bad)
