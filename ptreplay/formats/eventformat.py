@@ -51,7 +51,7 @@ PROBE_FETCH_TYPES: dict[str, tuple[int, bool, bool]] = {
     "x32": (4, False, True), "x64": (8, False, True),
 }
 
-_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+_INT_CODES = {1: "b", 2: "h", 4: "l", 8: "q"}
 
 
 def int_subcon(size: int, signed: bool, little: bool) -> cs.FormatField:
@@ -222,7 +222,7 @@ def _compile_decoder(fmt: EventFormat, names: tuple[str, ...], little: bool):
         if off > pos:
             parts.append(f"{off - pos}x")
         parts.append(code)
-        pos = off + struct.calcsize(code)
+        pos = off + struct.calcsize("<" + code)
         order.append(idx)
     n = len(fields)
     if overlap:
@@ -233,7 +233,7 @@ def _compile_decoder(fmt: EventFormat, names: tuple[str, ...], little: bool):
             for idx, st, off in singles:
                 out[idx] = st.unpack_from(buf, o + off)[0]
             return out
-        need = max((off + struct.calcsize(c) for off, c, _ in simple), default=0)
+        need = max((off + struct.calcsize("<" + c) for off, c, _ in simple), default=0)
     else:
         st = struct.Struct(endian + "".join(parts))
         need = st.size
