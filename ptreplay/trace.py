@@ -52,7 +52,7 @@ from ptreplay.formats.ringbuffer import LOST_HIDDEN, LOST_SHOWN, decode_page
 
 __all__ = [
     "open_trace", "Trace", "TraceInfo", "BufferInfo", "CpuStats", "Event", "LostEvents",
-    "RawRecord", "EventFormats", "LOST",
+    "RawRecord", "EventFormats", "EventCounts", "LOST",
 ]
 
 #: ``name`` of the lost-events markers in :meth:`Trace.scan` results
@@ -555,19 +555,34 @@ class Trace:
             index += 1
 
     def count_events(self, cpus: Iterable[int] | None = None, buffer: str | None = None
-                     ) -> dict[tuple[str, int, int], int]:
-        """Events per (buffer, cpu, event id) and lost events per (buffer, cpu, -1), no decoding."""
+                     ) -> EventCounts:
+        """Count events per (buffer, cpu, event id) and collect the lost-events markers.
+
+        Walks every page but decodes no field (only the 2-byte event id).
+        """
         counts: dict[tuple[str, int, int], int] = {}
+        lost: list[LostEvents] = []
         for s in self._streams(None, cpus, buffer):
             while s.fill():
-                for _ts, _off, size, eid in s.recs:
+                for ts, _off, size, eid in s.recs:
                     if eid < 0:
-                        key = (s.buffer, s.cpu, -1)
-                        counts[key] = counts.get(key, 0) + (size if size > 0 else 0)
+                        lost.append(LostEvents(s.buffer, s.cpu, ts, size if size >= 0 else None,
+                                               eid == LOST_SHOWN))
                         continue
                     key = (s.buffer, s.cpu, eid)
                     counts[key] = counts.get(key, 0) + 1
-        return counts
+        lost.sort(key=lambda m: (m.ts, m.buffer, m.cpu))
+        return EventCounts(counts, lost)
+
+
+@dataclass(frozen=True, slots=True)
+class EventCounts:
+    """What :meth:`Trace.count_events` found."""
+
+    #: events per (buffer, cpu, event id)
+    counts: dict[tuple[str, int, int], int]
+    #: every lost-events marker, by time
+    lost: list[LostEvents]
 
 
 class _Kallsyms:

@@ -14,6 +14,8 @@ from ptreplay.cli.app import app
 from ptreplay.errors import InputError
 
 # Importing a command module registers its commands on ``app``: one line per module.
+import ptreplay.cli.events  # noqa: E402,F401
+import ptreplay.cli.info  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
