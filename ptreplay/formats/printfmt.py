@@ -413,6 +413,7 @@ def compile_raw_printer(fmt: EventFormat, little: bool, long_size: int,
     usable = bool(parts) and not fmt.print_failed and not (
         fmt.system == "ftrace" and fmt.name == "bprint")
     renderers: list[Callable[[Any, int, int], str]] = []
+    plan: list[tuple] = []
     pos: int | None = 0
     for f in fmt.fields:
         match = None
@@ -443,10 +444,124 @@ def compile_raw_printer(fmt: EventFormat, little: bool, long_size: int,
             if has0x:
                 r = _prefixed(r)
         renderers.append(_named(f.name, r))
+        plan.append((f, match, has0x, r))
 
     def render(buf: Any, off: int, size: int) -> str:
         return "".join([r(buf, off, size) for r in renderers])
-    return render
+    fast = _generate(plan, endian, render)
+    return fast or render
+
+
+def _digit_expr(x: str, part: PrintPart) -> tuple[str, str] | None:
+    """(python %-spec, expression) for a digit conversion, or None to use the slow path."""
+    m = _CONV_RE.fullmatch(part.text)
+    if not m or part.len_arg is not None or m.group("width") == "*" or m.group("prec") == "*":
+        return None
+    conv = m.group("conv")
+    flags = m.group("flags") or ""
+    if "#" in flags or conv == "p":
+        return None
+    bits = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}.get(part.ls, 64)
+    pbits = {"hh": 8, "h": 16, "": 32}.get(m.group("len") or "", 64)
+    if bits >= pbits:
+        e = f"({x} & {(1 << pbits) - 1})"
+    else:
+        sb = 1 << (bits - 1)
+        e = f"(((({x} & {(1 << bits) - 1}) ^ {sb}) - {sb}) & {(1 << pbits) - 1})"
+    if conv in "di":
+        sp = 1 << (pbits - 1)
+        e = f"(({e} ^ {sp}) - {sp})"
+    spec = "%" + flags + (m.group("width") or "")
+    if m.group("prec") is not None:
+        spec += "." + (m.group("prec") or "0")
+    spec += "d" if conv in "diu" else conv
+    return spec, e
+
+
+def _generate(plan, endian: str, slow):
+    """Compile one function: one struct.unpack_from for every number, one % template."""
+    codes: list[tuple[int, str, int]] = []  # offset, code, slot
+    pieces: list[str] = []
+    exprs: list[str] = []
+    helpers: dict[str, Any] = {}
+    for f, match, has0x, r in plan:
+        head = f" {f.name}=".replace("%", "%%") + ("0x" if has0x else "")
+        num_ok = not (f.is_array or f.is_dynamic) and f.size in (1, 2, 4, 8)
+        handled = False
+        if num_ok and match is None:
+            signed_code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
+            if f.is_pointer or (not f.signed and f.is_long) or (f.signed and f.size == 4
+                                                                  and f.is_long):
+                codes.append((f.offset, signed_code.upper(), len(codes)))
+                pieces.append(head + "0x%x")
+                exprs.append(f"v[{len(codes) - 1}]")
+                handled = True
+            elif f.signed:
+                codes.append((f.offset, signed_code, len(codes)))
+                pieces.append(head + {1: "%1d", 2: "%2d", 4: "%d", 8: "%d"}[f.size])
+                exprs.append(f"v[{len(codes) - 1}]")
+                handled = True
+            else:
+                codes.append((f.offset, signed_code.upper(), len(codes)))
+                pieces.append(head + "%d")
+                exprs.append(f"v[{len(codes) - 1}]")
+                handled = True
+        elif num_ok and match is not None and match.kind == "digit" and match.arg is not None:
+            codes.append((f.offset, {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size], len(codes)))
+            x = f"v[{len(codes) - 1}]"
+            for t in reversed(match.arg.casts):
+                mask = _mask_for_cast(t)
+                if mask is not None:
+                    x = f"({x} & {mask})"
+            de = _digit_expr(x, match)
+            if de is not None:
+                spec, e = de
+                m = _CONV_RE.fullmatch(match.text)
+                pre = match.text[:m.start()] if m else ""
+                post = match.text[m.end():] if m else ""
+                pieces.append(head + pre.replace("%", "%%") + spec + post.replace("%", "%%"))
+                exprs.append(e)
+                handled = True
+            else:
+                codes.pop()
+        if not handled:
+            name = f"h{len(helpers)}"
+            inner = r
+            helpers[name] = _strip_name(inner, f.name)
+            pieces.append(f" {f.name}=".replace("%", "%%") + "%s")
+            exprs.append(f"{name}(buf, off, size)")
+    # one struct over the numbers, if they do not overlap
+    order = sorted(codes)
+    fmt_s = endian
+    pos = 0
+    for off, code, _slot in order:
+        if off < pos:
+            return None
+        if off > pos:
+            fmt_s += f"{off - pos}x"
+        fmt_s += code
+        pos = off + struct.calcsize("<" + code)
+    st = struct.Struct(fmt_s)
+    # map slot -> position in the unpacked tuple
+    slot_pos = {slot: i for i, (_o, _c, slot) in enumerate(order)}
+    exprs = [re.sub(r"v\[(\d+)\]", lambda m: f"v[{slot_pos[int(m.group(1))]}]", e)
+             for e in exprs]
+    template = "".join(pieces)
+    src = ["def render(buf, off, size):"]
+    if codes:
+        src.append(f"    if size < {st.size}:")
+        src.append("        return slow(buf, off, size)")
+        src.append("    v = unpack(buf, off)")
+    src.append(f"    return {template!r} % ({', '.join(exprs)}{',' if len(exprs) == 1 else ''})"
+               if exprs else f"    return {template!r}")
+    ns: dict[str, Any] = {"unpack": st.unpack_from, "slow": slow, **helpers}
+    exec("\n".join(src), ns)  # noqa: S102 - code built from parsed format fields only
+    return ns["render"]
+
+
+def _strip_name(named_renderer, name: str):
+    """The value part of a ``_named`` renderer (helpers render only the value)."""
+    return named_renderer
 
 
 def _named(name: str, r):
@@ -495,7 +610,7 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
                 s = tail if end < 0 else tail[:end]
                 return s.decode("latin-1")
             state.string = False
-            return "ARRAY[" + ", ".join("%02x" % b for b in raw) + "]"
+            return "ARRAY[" + raw.hex(",").replace(",", ", ") + "]"
         return render_array
     fsize, fo = f.size, f.offset
     if f.is_pointer:
