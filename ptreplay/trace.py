@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,7 +428,11 @@ class Trace:
         src = self.source
 
         def decode(data: Any, base: int, where: int, out: list) -> int:
-            return decode_page(data, base, ps, ls, little, out, ids, src, where)
+            try:
+                return decode_page(data, base, ps, ls, little, out, ids, src, where)
+            except struct.error:
+                raise TraceFormatError("ring-buffer page runs past its data", src,
+                                       offset=where) from None
         return decode
 
     @property

@@ -373,15 +373,24 @@ class TraceDatFile:
                                    offset=first_options)
 
     def _scan_sections(self, pos: int) -> None:
-        """Sections follow one another from the end of the header (read_metadata_strings)."""
+        """Sections follow one another from the end of the header to the end of the file
+        (trace-cmd's read_metadata_strings walks them so); one cut short means the file was
+        truncated."""
         strings = []
-        while pos + 16 <= self.file_size:
+        while pos < self.file_size:
+            if pos + 16 > self.file_size:
+                raise TraceFormatError(
+                    f"file truncated inside a section header ({self.file_size - pos} of 16 "
+                    f"bytes)", self.source, offset=pos)
             hdr = self.s.section_header.parse(bytes(self.data[pos:pos + 16]))
             if hdr.id > Option.BUFFER_TEXT:
-                break
-            self.sections.append((hdr.id, hdr.flags, pos, hdr.size))
+                raise TraceFormatError(f"unknown section id {hdr.id}", self.source, offset=pos)
             if pos + 16 + hdr.size > self.file_size:
-                break
+                raise TraceFormatError(
+                    f"file truncated: section {hdr.id} needs {hdr.size} bytes, "
+                    f"{self.file_size - pos - 16} left ({pos + 16 + hdr.size - self.file_size} "
+                    f"bytes lost)", self.source, offset=pos)
+            self.sections.append((hdr.id, hdr.flags, pos, hdr.size))
             if hdr.id == Option.STRINGS:
                 strings.append(self._section_payload(pos, "strings"))
             pos += 16 + hdr.size
