@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 from ptreplay.errors import TraceFormatError
 from ptreplay.formats.eventformat import EventFormat, parse_format
-from ptreplay.formats.ringbuffer import LOST_HIDDEN, LOST_SHOWN, decode_page
+from ptreplay.formats.ringbuffer import LOST_SHOWN, decode_page
 
 __all__ = [
     "open_trace", "Trace", "TraceInfo", "BufferInfo", "CpuStats", "Event", "LostEvents",
@@ -305,7 +305,7 @@ def _merge(streams: list[_Stream]) -> Iterator[tuple[_Stream, list, int, int]]:
             if ts < bts:
                 best, bts = s, ts
         lim = None
-        lim_le = False
+        lim_order = 0
         for s in live:
             if s is best:
                 continue
@@ -553,10 +553,11 @@ class Trace:
             except TraceFormatError as err:
                 err.index = index
                 raise err.located(self.source) from None
-            common = dict(zip(cnames, vals[:len(cnames)]))
+            common = dict(zip(cnames, vals[:len(cnames)], strict=False))
             pid = common.get("common_pid", 0)
             yield Event(rec.buffer, rec.cpu, rec.ts, fmt.system, fmt.name, pid, self.comm(pid),
-                        dict(zip(fnames, vals[len(cnames):])), common, fmt, index)
+                        dict(zip(fnames, vals[len(cnames):], strict=False)), common, fmt,
+                        index)
             index += 1
 
     def count_events(self, cpus: Iterable[int] | None = None, buffer: str | None = None

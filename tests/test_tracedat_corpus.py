@@ -35,7 +35,7 @@ def test_raw_report_equals_trace_cmd(name: str) -> None:
     with open_trace(folder / "trace.dat") as t:
         mine = list(raw_report_lines(t, nsec=True))
     assert len(mine) == len(theirs)
-    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b]
     if name == "ext_langraph_v7_zstd":
         # One kernel_stack event is the last record of a decompressed chunk and its
         # 64-byte caller[] runs past the record: trace-cmd prints 24 bytes of whatever

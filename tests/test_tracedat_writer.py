@@ -146,8 +146,8 @@ def test_property_write_then_read_is_identity(tmp_path: Path, events, version, p
     # merge order: by timestamp, ties to the lower CPU; payloads padded to 4 bytes
     want.sort(key=lambda x: (x[0], x[1]))
     assert [(a, b, c) for a, b, c, _ in got] == [(a, b, c) for a, b, c, _ in want]
-    for (_, _, _, p1), (_, _, _, p2) in zip(got, want):
+    for (_, _, _, p1), (_, _, _, p2) in zip(got, want, strict=False):
         assert p1[:len(p2)] == p2 and not p1[len(p2):].strip(b"\0")
-    for f, (_, _, name, _) in zip(fields, want):
+    for f, (_, _, name, _) in zip(fields, want, strict=False):
         if name == "libc_open":
             assert f["path"].startswith("/tmp/f")

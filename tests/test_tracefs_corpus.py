@@ -20,7 +20,7 @@ def _kernel_name(name: str) -> str:
 
 
 def _usec(ts: int) -> str:
-    return "%d.%06d" % divmod((ts + 500) // 1000, 1000000)
+    return "%d.%06d" % divmod((ts + 500) // 1000, 1000000)  # noqa: UP031 (C printf)
 
 
 def _kernel_lines(path) -> dict[int, list]:

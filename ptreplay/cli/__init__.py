@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-from ptreplay.cli.app import app
-from ptreplay.errors import InputError
-
 # Importing a command module registers its commands on ``app``: one line per module.
 import ptreplay.cli.events  # noqa: E402,F401
 import ptreplay.cli.info  # noqa: E402,F401
+from ptreplay.cli.app import app
+from ptreplay.errors import InputError
 
 __all__ = ["app", "main"]
 

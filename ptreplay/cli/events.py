@@ -1,4 +1,4 @@
-"""``ptreplay events TRACE``: print a trace's events, as ``trace-cmd report -R -t`` does or as JSON."""
+"""``ptreplay events TRACE``: events as ``trace-cmd report -R -t`` prints them, or JSON."""
 
 from __future__ import annotations
 

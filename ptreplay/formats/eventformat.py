@@ -6,9 +6,9 @@ The kernel describes every trace event in ``events/<system>/<event>/format``
     name: sched_switch
     ID: 316
     format:
-    	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-    	...
-    	field:char prev_comm[16];	offset:8;	size:16;	signed:0;
+        field:unsigned short common_type;   offset:0;   size:2; signed:0;
+        ...
+        field:char prev_comm[16];   offset:8;   size:16;    signed:0;
 
     print fmt: "prev_comm=%s ...", REC->prev_comm, ...
 
@@ -180,7 +180,8 @@ class EventFormat:
 
     # -- fast decoders ----------------------------------------------------
 
-    def decoder(self, names: Sequence[str], little: bool = True) -> Callable[[Any, int, int], tuple]:
+    def decoder(self, names: Sequence[str], little: bool = True
+                ) -> Callable[[Any, int, int], tuple]:
         """A compiled decoder ``(buf, offset, size) -> tuple`` of the fields ``names``.
 
         Integer fields are read by one ``struct.Struct`` whose format is built
@@ -248,7 +249,7 @@ def _compile_decoder(fmt: EventFormat, names: tuple[str, ...], little: bool):
 
         def read_ints(buf, o, size):
             out = [None] * n
-            for idx, v in zip(order, st.unpack_from(buf, o)):
+            for idx, v in zip(order, st.unpack_from(buf, o), strict=False):
                 out[idx] = v
             return out
     loc = struct.Struct(endian + "I")
@@ -309,7 +310,8 @@ def _slow_value(f: Field, buf, o, size, loc, loc16, est):
     elif f.is_array or f.size not in _INT_CODES:
         raw = bytes(buf[o + f.offset:o + f.offset + f.size])
         if not f.is_array:
-            return int.from_bytes(raw, "little" if loc.format.startswith("<") else "big") if raw else 0
+            order = "little" if loc.format.startswith("<") else "big"
+            return int.from_bytes(raw, order) if raw else 0
     else:
         raise AssertionError(f.name)
     if f.is_string:

@@ -339,7 +339,7 @@ def c_format_int(spec: str, val: int, ls: int, star: int | None = None) -> str:
     if prec == "*":
         prec = str(max(star or 0, 0))
     if conv == "p":
-        out = _pad("(nil)" if v == 0 else "0x%x" % v, flags, width)
+        out = _pad("(nil)" if v == 0 else "0x%x" % v, flags, width)  # noqa: UP031 (C printf)
     elif conv == "o" and "#" in flags:
         core = "0" + format(v, "o") if v else "0"
         out = _pad(core, flags.replace("#", ""), width)
@@ -623,27 +623,27 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
         if fsize == 4:
             if f.is_long:
                 stu = struct.Struct(endian + "I")
-                return lambda buf, off, size: "0x%x" % stu.unpack_from(buf, off + fo)[0]
+                return lambda buf, off, size: "0x%x" % stu.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
             st4 = struct.Struct(endian + "i")
-            return lambda buf, off, size: "%d" % st4.unpack_from(buf, off + fo)[0]
+            return lambda buf, off, size: "%d" % st4.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
         if fsize == 2:
             st2 = struct.Struct(endian + "h")
-            return lambda buf, off, size: "%2d" % st2.unpack_from(buf, off + fo)[0]
+            return lambda buf, off, size: "%2d" % st2.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
         if fsize == 1:
             st1 = struct.Struct("b")
-            return lambda buf, off, size: "%1d" % st1.unpack_from(buf, off + fo)[0]
+            return lambda buf, off, size: "%1d" % st1.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
         if fsize == 8:
             st8 = struct.Struct(endian + "q")
-            return lambda buf, off, size: "%d" % st8.unpack_from(buf, off + fo)[0]
+            return lambda buf, off, size: "%d" % st8.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
         return lambda buf, off, size: "0"
     st = _num_struct(fsize, endian)
     if f.is_long:
         if st is None:
             return lambda buf, off, size: "0x0"
-        return lambda buf, off, size: "0x%x" % st.unpack_from(buf, off + fo)[0]
+        return lambda buf, off, size: "0x%x" % st.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
     if st is None:
         return lambda buf, off, size: "0"
-    return lambda buf, off, size: "%d" % st.unpack_from(buf, off + fo)[0]
+    return lambda buf, off, size: "%d" % st.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
 
 
 def _num_struct(size: int, endian: str) -> struct.Struct | None:
@@ -702,14 +702,14 @@ def _fmt_renderer(fmt: EventFormat, f: Field, part: PrintPart, endian: str, long
 
         def render_ptr(buf, off, size):
             v = _arg_value(f, arg, buf, off, size, endian)
-            return "(nil)" if v == 0 else "0x%x" % v
+            return "(nil)" if v == 0 else "0x%x" % v  # noqa: UP031 (C printf)
         return render_ptr
     # "%s" of a non-array field: a pointer to a string (bprint fmt) or the bytes
     def render_str(buf, off, size):
         if f.size == long_size:
             v = _read_number(buf, off + f.offset, f.size, endian)
             s = find_printk(v) if find_printk else None
-            return s if s is not None else "%x" % v
+            return s if s is not None else "%x" % v  # noqa: UP031 (C printf)
         raw = bytes(buf[off + f.offset:off + f.offset + (f.size or size - f.offset)])
         end = raw.find(b"\0")
         return (raw if end < 0 else raw[:end]).decode("latin-1")

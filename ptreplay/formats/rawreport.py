@@ -30,13 +30,13 @@ def _time_formatter(clock: str, nsec: bool, tsc2nsec: bool):
     usecs = tsc2nsec or clock in USEC_CLOCKS or clock.startswith("mono")
     if usecs and nsec:
         def fmt(ts: int) -> str:
-            return " %5d.%09d:" % divmod(ts, 1000000000)
+            return " %5d.%09d:" % divmod(ts, 1000000000)  # noqa: UP031 (C printf)
     elif usecs:
         def fmt(ts: int) -> str:
-            return " %5d.%06d:" % divmod((ts + 500) // 1000, 1000000)
+            return " %5d.%06d:" % divmod((ts + 500) // 1000, 1000000)  # noqa: UP031 (C printf)
     else:
         def fmt(ts: int) -> str:
-            return "%5d.%012d:" % divmod(ts, 1000000000000)
+            return "%5d.%012d:" % divmod(ts, 1000000000000)  # noqa: UP031 (C printf)
     return fmt
 
 
@@ -71,7 +71,7 @@ def raw_report_lines(trace: Trace, *, nsec: bool = True, names: Iterable[str] | 
         buf = s.buf
         prefix = prefixes[s.buffer]
         tf = timef[s.buffer]
-        cpu_col = "[%03d]" % s.cpu
+        cpu_col = "[%03d]" % s.cpu  # noqa: UP031 (C printf)
         for k in range(i, j):
             ts, off, size, eid = recs[k]
             if eid < 0:
