@@ -14,7 +14,7 @@ __all__ = ["events"]
 _EPILOG = """\
 Examples:
 
-  ptreplay events traces/sched.dat | head
+  ptreplay events traces/sched_syscalls_v7.dat | head
 
   ptreplay events trace.dat --format raw > mine.txt;
   trace-cmd report -R -t trace.dat | diff - mine.txt

@@ -14,7 +14,7 @@ __all__ = ["info"]
 _EPILOG = """\
 Examples:
 
-  ptreplay info traces/sched.dat
+  ptreplay info traces/sched_syscalls_v7.dat
 
   ptreplay info trace.dat --format json | jq .events.total
 

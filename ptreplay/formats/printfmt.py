@@ -384,13 +384,12 @@ def _mask_for_cast(t: str) -> int | None:
     return {"char": 0xFF, "short": 0xFFFF, "int": 0xFFFFFFFF}.get(t)
 
 
+_UNPRINTABLE = re.compile(rb"[^\x20-\x7e\t\n\v\f\r]")
+
+
 def _is_printable(raw: bytes) -> bool:
-    for b in raw:
-        if b == 0:
-            return True
-        if not (0x20 <= b < 0x7F or b in (0x09, 0x0A, 0x0B, 0x0C, 0x0D)):
-            return False
-    return True
+    """libtraceevent ``is_printable_array``: isprint or isspace up to the first NUL."""
+    return _UNPRINTABLE.search(raw.partition(b"\0")[0]) is None
 
 
 class _FieldState:
@@ -597,19 +596,25 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
     if f.is_array:
         state = _FieldState(f.is_string)
 
+        search = _UNPRINTABLE.search
+        dynamic = f.is_dynamic
+        fo, fs = f.offset, f.size
+
         def render_array(buf, off, size):
-            if f.is_dynamic:
+            if dynamic:
                 start, length = dynamic_span(f, buf, off, size, little)
             else:
-                start, length = f.offset, f.size
-            raw = bytes(buf[off + start:off + start + length])
-            if state.string and _is_printable(raw):
-                # "%s" of data + offset: up to the first NUL (bounded by the record)
-                tail = bytes(buf[off + start:off + size]) if length else raw
-                end = tail.find(b"\0")
-                s = tail if end < 0 else tail[:end]
-                return s.decode("latin-1")
-            state.string = False
+                start, length = fo, fs
+            raw = buf[off + start:off + start + length]
+            if state.string:
+                head, nul, _ = raw.partition(b"\0")
+                if search(head) is None:
+                    if nul or not length:
+                        return head.decode("latin-1")
+                    # no NUL inside: "%s" reads on (bounded here by the record)
+                    tail = bytes(buf[off + start:off + size])
+                    return tail.partition(b"\0")[0].decode("latin-1")
+            raw = bytes(raw)
             return "ARRAY[" + raw.hex(",").replace(",", ", ") + "]"
         return render_array
     fsize, fo = f.size, f.offset

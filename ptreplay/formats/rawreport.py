@@ -57,21 +57,26 @@ def raw_report_lines(trace: Trace, *, nsec: bool = True, names: Iterable[str] | 
             prefixes[b.name] = f"{b.name:>{width}}: "
         else:
             prefixes[b.name] = " " * width + "  "
-    timef = {b.name: _time_formatter(b.clock or info.clock, nsec, info.tsc2nsec is not None)
-             for b in info.buffers}
     little = info.little_endian
     long_size = info.long_size
     cmdlines = info.cmdlines
     formats = trace.formats
     printers: dict[int, tuple] = {}
+    heads: dict[int, str] = {}
     index = 0
-    comm_cache: dict[int, str] = {}
     bare = False
+    usecs = {b.name: _usecs(b.clock or info.clock, info.tsc2nsec is not None)
+             for b in info.buffers}
     for s, recs, i, j in _merge(trace._streams(ids, cpus, buffer)):
         buf = s.buf
         prefix = prefixes[s.buffer]
-        tf = timef[s.buffer]
         cpu_col = "[%03d]" % s.cpu  # noqa: UP031 (C printf)
+        if not usecs[s.buffer]:
+            tform, div, mod = "%s%s %s%5d.%012d:%s%s", 1, 1000000000000
+        elif nsec:
+            tform, div, mod = "%s%s %s %5d.%09d:%s%s", 1, 1000000000
+        else:
+            tform, div, mod = "%s%s %s %5d.%06d:%s%s", 1000, 1000000
         for k in range(i, j):
             ts, off, size, eid = recs[k]
             if eid < 0:
@@ -86,35 +91,42 @@ def raw_report_lines(trace: Trace, *, nsec: bool = True, names: Iterable[str] | 
                 continue
             p = printers.get(eid)
             if p is None:
-                if eid not in formats:
-                    raise trace._unknown(s, eid, index)
-                fmt = formats.get(eid)
-                pf = fmt.by_name.get("common_pid")
-                if pf is None:
-                    pidst = None
-                else:
-                    code = {1: "b", 2: "h", 4: "i", 8: "q"}.get(pf.size, "i")
-                    pidst = (struct.Struct(("<" if little else ">") + code), pf.offset)
-                name = fmt.name
-                head = f" {name}: " + (" " * (20 - len(name)) if len(name) < 20 else "")
-                p = printers[eid] = (
-                    head, pidst,
-                    compile_raw_printer(fmt, little, long_size, trace.find_function,
-                                        trace.find_printk))
-            head, pidst, render = p
-            if pidst is None:
-                pid = 0
-            else:
-                pid = pidst[0].unpack_from(buf, off + pidst[1])[0]
-            comm = comm_cache.get(pid)
-            if comm is None:
+                p = printers[eid] = _printer(trace, formats, eid, s, index, little, long_size)
+            head, pid_unpack, pid_off, render = p
+            pid = pid_unpack(buf, off + pid_off)[0] if pid_unpack else 0
+            who = heads.get(pid)
+            if who is None:
                 comm = "<idle>" if pid == 0 else cmdlines.get(pid, "<...>")
-                comm_cache[pid] = comm
-            line_prefix = "" if bare else prefix
+                who = heads[pid] = f"{comm:>16}-{pid:<5}"
+            if div == 1:
+                sec, frac = divmod(ts, mod)
+            else:
+                sec, frac = divmod((ts + 500) // 1000, mod)
+            line = tform % ("" if bare else prefix, who, cpu_col, sec, frac, head,
+                            render(buf, off, size))
             bare = False
-            line = (f"{line_prefix}{comm:>16}-{pid:<5} {cpu_col}{tf(ts)}{head}"
-                    f"{render(buf, off, size)}")
             # trace-cmd drops one trailing newline (a print event's buf)
-            yield line[:-1] if line.endswith("\n") else line
+            yield line[:-1] if line[-1:] == "\n" else line
             index += 1
 
+
+def _usecs(clock: str, tsc2nsec: bool) -> bool:
+    return tsc2nsec or clock in USEC_CLOCKS or clock.startswith("mono")
+
+
+def _printer(trace: Trace, formats, eid: int, s, index: int, little: bool, long_size: int):
+    if eid not in formats:
+        raise trace._unknown(s, eid, index)
+    fmt = formats.get(eid)
+    pf = fmt.by_name.get("common_pid")
+    pid_unpack = None
+    pid_off = 0
+    if pf is not None and pf.size in (1, 2, 4, 8):
+        code = {1: "b", 2: "h", 4: "i", 8: "q"}[pf.size]
+        pid_unpack = struct.Struct(("<" if little else ">") + code).unpack_from
+        pid_off = pf.offset
+    name = fmt.name
+    head = f" {name}: " + (" " * (20 - len(name)) if len(name) < 20 else "")
+    render = compile_raw_printer(fmt, little, long_size, trace.find_function,
+                                 trace.find_printk)
+    return head, pid_unpack, pid_off, render
