@@ -45,8 +45,10 @@ def _payload(w: TraceDatWriter, kind: int, k: int) -> bytes:
                                           "next_prio": 120}, pid=100)
 
 
-def _writer(version: int, compression: str | None, page_size: int = 4096) -> TraceDatWriter:
-    w = TraceDatWriter(version=version, compression=compression, page_size=page_size)
+def _writer(version: int, compression: str | None, page_size: int = 4096, *,
+            little: bool = True, long_size: int = 8) -> TraceDatWriter:
+    w = TraceDatWriter(version=version, compression=compression, page_size=page_size,
+                       little=little, long_size=long_size)
     for system, text in _formats().values():
         w.add_event_format(system, text)
     w.cmdlines.update({100: "bash", 200: "cat"})
@@ -64,11 +66,13 @@ def _fill(w: TraceDatWriter, n: int = 2000) -> None:
 
 
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd not installed")
-@pytest.mark.parametrize("version,compression,page", [
-    (6, None, 4096), (7, None, 4096), (7, "zstd", 4096), (7, "zstd", 16384), (6, None, 8192)])
+@pytest.mark.parametrize("version,compression,page,little,long_size", [
+    (6, None, 4096, True, 8), (7, None, 4096, True, 8), (7, "zstd", 4096, True, 8),
+    (7, "zstd", 16384, True, 8), (6, None, 8192, True, 8), (6, None, 4096, False, 8),
+    (7, "zstd", 4096, False, 8), (6, None, 4096, True, 4), (7, "zstd", 8192, False, 4)])
 def test_trace_cmd_reads_what_we_write(tmp_path: Path, version: int, compression: str | None,
-                                       page: int) -> None:
-    w = _writer(version, compression, page)
+                                       page: int, little: bool, long_size: int) -> None:
+    w = _writer(version, compression, page, little=little, long_size=long_size)
     _fill(w)
     path = tmp_path / "w.dat"
     w.write(path)
