@@ -15,6 +15,8 @@ from ptreplay.errors import InputError
 
 # Importing a command module registers its commands on ``app``: one line per module.
 # isort: split
+import ptreplay.cli.events  # noqa: F401  (ptreplay events)
+import ptreplay.cli.info  # noqa: F401  (ptreplay info)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
 
 __all__ = ["app", "main"]
@@ -23,6 +25,8 @@ __all__ = ["app", "main"]
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit 2 with one line on bad input, never a traceback."""
     try:
+        if ptreplay.cli.events.fast_path(sys.argv[1:] if argv is None else argv):
+            return
         app(args=argv, prog_name="ptreplay")
     except InputError as err:
         sys.stderr.write(f"ptreplay: error: {err.message()}\n")
