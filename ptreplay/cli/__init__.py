@@ -25,8 +25,6 @@ __all__ = ["app", "main"]
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit 2 with one line on bad input, never a traceback."""
     try:
-        if ptreplay.cli.events.fast_path(sys.argv[1:] if argv is None else argv):
-            return
         app(args=argv, prog_name="ptreplay")
     except InputError as err:
         sys.stderr.write(f"ptreplay: error: {err.message()}\n")

@@ -58,7 +58,7 @@ def events(
 
 def run_events(trace: str, event: list[str] | None, cpu: list[int] | None,
                buffer: str | None, fmt: str, usec: bool) -> None:
-    """The body of ``ptreplay events`` (shared by the typer command and :func:`fast_path`)."""
+    """The body of ``ptreplay events``: stream the lines in batches."""
     from ptreplay.trace import open_trace
 
     out = sys.stdout
@@ -104,52 +104,3 @@ def _default(obj):
     if isinstance(obj, tuple):
         return list(obj)
     raise TypeError(type(obj).__name__)
-
-
-def fast_path(argv: list[str]) -> bool:
-    """Run ``ptreplay events ...`` without typer's option parsing, when the options are plain.
-
-    typer builds its option coercers with pydantic, which costs ~0.13 s of
-    imports per run; ``events`` is meant to be as quick as ``trace-cmd
-    report``. Returns False (nothing done) for anything unusual, --help
-    included, so typer handles it and reports errors its usual way.
-    """
-    if not argv or argv[0] != "events":
-        return False
-    trace = None
-    event: list[str] = []
-    cpu: list[int] = []
-    buffer = None
-    fmt = "raw"
-    usec = False
-    args = argv[1:]
-    i = 0
-    try:
-        while i < len(args):
-            a = args[i]
-            if a in ("--event", "-e"):
-                event.append(args[i + 1])
-                i += 2
-            elif a in ("--cpu", "-c"):
-                cpu.append(int(args[i + 1]))
-                i += 2
-            elif a in ("--buffer", "-B"):
-                buffer = args[i + 1]
-                i += 2
-            elif a in ("--format", "-f"):
-                fmt = args[i + 1]
-                i += 2
-            elif a in ("--usec", "-u"):
-                usec = True
-                i += 1
-            elif a.startswith("-") or trace is not None:
-                return False
-            else:
-                trace = a
-                i += 1
-    except (IndexError, ValueError):
-        return False
-    if trace is None or fmt not in ("raw", "json"):
-        return False
-    run_events(trace, event or None, cpu or None, buffer, fmt, usec)
-    return True
