@@ -42,7 +42,11 @@ class UnknownKernelSeries(InputError):
 
 @dataclass(frozen=True)
 class ProbeEntry:
-    """One probe definition of a schema file with the comment lines just above it."""
+    """One probe definition of a schema file with the comment lines just above it.
+
+    A return probe written right under the entry probe of the same function
+    shares that entry's comment lines.
+    """
 
     definition: ProbeDefinition
     text: str
@@ -174,7 +178,11 @@ def load_probe_set(series: str) -> ProbeSet:
             # Comment lines before the first section rule belong to the file header.
             cut = next((i for i, c in enumerate(pending) if c.startswith("# ---")), 0)
             header, pending = pending[:cut], pending[cut:]
-        entries.append(ProbeEntry(defn, line, tuple(pending), lineno))
+        comments = tuple(pending)
+        if not comments and entries and entries[-1].definition.symbol == defn.symbol:
+            # A return probe right under its entry probe shares the entry's comment.
+            comments = entries[-1].comments
+        entries.append(ProbeEntry(defn, line, comments, lineno))
         pending = []
     return ProbeSet(series, path, tuple(header), tuple(entries))
 

@@ -57,7 +57,9 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HEAD_RE = re.compile(r"(?P<kind>[pr])(?P<maxactive>[0-9]*)(?::(?P<target>\S*))?\Z")
 _BITFIELD_RE = re.compile(r"b(?P<width>[0-9]+)@(?P<shift>[0-9]+)/(?P<container>[0-9]+)\Z")
 _ARRAY_RE = re.compile(r"(?P<base>[^\[\]]+)\[(?P<count>[0-9]+)\]\Z")
-_DEREF_RE = re.compile(r"(?P<sign>[+-])(?P<user>u?)(?P<off>(?:0x[0-9a-fA-F]+|[0-9]+))\((?P<inner>.*)\)\Z")
+_DEREF_RE = re.compile(
+    r"(?P<sign>[+-])(?P<user>u?)(?P<off>(?:0x[0-9a-fA-F]+|[0-9]+))\((?P<inner>.*)\)\Z"
+)
 
 
 class ProbeSyntaxError(ValueError):
