@@ -269,8 +269,8 @@ class PlatformEvidence:
             return Feature("tlb_range", True, "trace", "an unmap deferred its TLB invalidation "
                            "to a range flush (needs FEAT_TLBIRANGE)", self.deferred_range_unmap)
         if series is not None and series_version(series) < (6, 6):
-            return Feature("tlb_range", False, "kernel",
-                           f"Linux {series}'s pgtable.c does not use range TLBIs")
+            return Feature("tlb_range", None, "kernel",
+                           f"irrelevant: Linux {series}'s pgtable.c does not use range TLBIs")
         return Feature("tlb_range", None, "unknown", "no range TLB flush request in the trace")
 
     def _vhe(self) -> Feature:
@@ -299,23 +299,24 @@ _DMESG = {
     "Stage-2 Force Write-Back": "fwb",
     "Hardware dirty bit management": "hw_af",
     "TLB range maintenance instructions": "tlb_range",
-    "Virtualization Host Extensions": "vhe",
 }
 
 
 def features_from_dmesg(text: str) -> dict[str, bool]:
     """Platform features from a kernel boot log (``CPU features: detected: ...`` lines).
 
-    A feature the log does not list as detected is absent; ``vhe`` also comes from
-    KVM's ``VHE mode initialized`` / ``Hyp mode initialized`` line.
+    A feature the log does not list as detected is absent. ``vhe`` comes from KVM's
+    own line: ``kvm [1]: VHE mode initialized successfully`` (VHE) or ``Hyp mode`` /
+    ``Hyp nVHE mode`` / ``Protected nVHE mode initialized successfully`` (nVHE).
     """
     found = {name: False for name in _DMESG.values()}
+    found["vhe"] = False
     for line in text.splitlines():
         if "CPU features: detected:" in line:
             what = line.split("CPU features: detected:", 1)[1].strip()
             for label, name in _DMESG.items():
                 if what.startswith(label):
                     found[name] = True
-        if "VHE mode initialized successfully" in line:
+        elif "kvm [" in line and "]: VHE mode initialized successfully" in line:
             found["vhe"] = True
     return found
