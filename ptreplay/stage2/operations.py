@@ -329,7 +329,10 @@ _RETURN_META = frozenset(["__probe_func", "__probe_ret_ip"])
 
 
 def _ret_value(fields: Mapping[str, Any]) -> int | None:
-    for key in ("ret", "pte", "young", "virt", "count", "table"):
+    value = fields.get("ret")
+    if value is not None:
+        return int(value)
+    for key in ("pte", "young", "virt", "count", "table"):
         if key in fields:
             return int(fields[key])
     for key, value in fields.items():
@@ -447,72 +450,77 @@ class OperationBuilder:
 
     # --- stage-2 operations --------------------------------------------------
 
-    @staticmethod
-    def _key(ev: EventLike) -> int:
-        # A kretprobe pairs with its task; pid 0 is each CPU's idle task: -1 - cpu.
-        return ev.pid or -1 - ev.cpu
+    # Calls are keyed by task (a kretprobe fires on the task that made the call);
+    # pid 0 is each CPU's idle task, keyed -1 - cpu.
 
     def _on_op_entry(self, ev: EventLike) -> None:
-        self._close_deferred_on(ev.cpu)
-        key = self._key(ev)
-        stack = self._stacks.setdefault(key, [])
+        cpu = ev.cpu
+        if self._deferred and cpu in self._deferred:
+            self._close_deferred(cpu, complete=False)
+        key = ev.pid or -1 - cpu
+        stack = self._stacks.get(key)
+        if stack is None:
+            stack = self._stacks[key] = []
         # Stage-2 operations do not nest: an open one lost its return.
         while stack:
             self._drop_frame(stack.pop())
+        name = ev.name
         f = ev.fields
         get = f.get
-        op = Operation(OP_KINDS[ev.name], ev.name, ev.cpu, ev.pid, ts=ev.ts, index=ev.index,
-                       entry_fields=f, pgt=get("pgt"), pgd=get("pgd"), ia_bits=get("ia_bits"),
-                       start_level=get("start_level"), mmu=get("mmu", get("arch")))
+        kind = OP_KINDS[name]
+        op = Operation(kind, name, cpu, ev.pid, ts=ev.ts, index=ev.index, entry_fields=f,
+                       pgt=get("pgt"), pgd=get("pgd"))
+        if kind == "init":
+            op.mmu = get("mmu", get("arch"))
         ctx = self._context.get(key)
         if ctx is not None:
-            op.context, op.context_index = ctx.name, ctx.index
-        if op.pgt is not None:
-            root = self._root_for(op, ev)
-            if ctx is not None and root.vm is None and "kvm" in ctx.fields:
-                root.vm = int(ctx.fields["kvm"])
-            if ctx is not None and ctx.name == "kvm_free_stage2_pgd" and root.mmu is None:
-                root.mmu = _opt_int(ctx.fields, "mmu")
-            inflight = self._inflight.setdefault(root.id, {})
-            if inflight:
+            op.context = ctx.name
+            op.context_index = ctx.index
+        pgt = op.pgt
+        if pgt is not None:
+            root = self._live.get(pgt)
+            if (root is None or op.kind == "init"
+                    or (op.pgd is not None and root.pgd is not None and op.pgd != root.pgd)):
+                root = self._new_root(op, ev)
+            op.root = root.id
+            if root.pgd is None and op.pgd is not None:
+                root.pgd = op.pgd
+                self._own_table(root, op.pgd)
+            if root.ia_bits is None and "ia_bits" in f:
+                root.ia_bits, root.start_level = f["ia_bits"], get("start_level")
+            if ctx is not None:
+                if root.vm is None and "kvm" in ctx.fields:
+                    root.vm = ctx.fields["kvm"]
+                if root.mmu is None and ctx.name == "kvm_free_stage2_pgd":
+                    root.mmu = ctx.fields.get("mmu")
+            inflight = self._inflight.get(root.id)
+            if inflight is None:
+                inflight = self._inflight[root.id] = {}
+            elif inflight:
                 op.flags.add(CONCURRENT)
                 for other in inflight.values():
                     other.flags.add(CONCURRENT)
             inflight[key] = op
-        stack.append(_Frame(ev.name, ev, op))
+        stack.append(_Frame(name, ev, op))
 
-    def _root_for(self, op: Operation, ev: EventLike) -> Root:
+    def _new_root(self, op: Operation, ev: EventLike) -> Root:
+        """A root starts: at its init, or at its first operation when the init is not seen."""
         assert op.pgt is not None
-        root = self._live.get(op.pgt)
-        new_root = (
-            root is None
-            or op.kind == "init"
-            or (op.pgd is not None and root.pgd is not None and op.pgd != root.pgd)
-        )
-        if new_root:
-            if root is not None:
-                self._retire(root)
-            root = Root(self._next_root, op.pgt, first_index=ev.index)
-            self._next_root += 1
-            self.roots[root.id] = root
-            self._live[op.pgt] = root
-            self._root_tables[root.id] = set()
-            if op.kind == "init":
-                root.init_seen = True
-                if op.mmu is not None:
-                    root.mmu = op.mmu
-                    root.vm = self._mmu_vm.get(op.mmu)
-            else:
-                op.flags.add(ROOT_FIRST_SEEN)
-        assert root is not None
-        if op.pgd is not None and root.pgd is None:
-            root.pgd = op.pgd
-            self._own_table(root, op.pgd)
-        if op.ia_bits is not None:
-            root.ia_bits = op.ia_bits
-        if op.start_level is not None:
-            root.start_level = op.start_level
-        op.root = root.id
+        old = self._live.get(op.pgt)
+        if old is not None:
+            self._retire(old)
+        root = Root(self._next_root, op.pgt, first_index=ev.index)
+        self._next_root += 1
+        self.roots[root.id] = root
+        self._live[op.pgt] = root
+        self._root_tables[root.id] = set()
+        if op.kind == "init":
+            root.init_seen = True
+            if op.mmu is not None:
+                root.mmu = op.mmu
+                root.vm = self._mmu_vm.get(op.mmu)
+        else:
+            op.flags.add(ROOT_FIRST_SEEN)
         return root
 
     def _retire(self, root: Root) -> None:
@@ -531,7 +539,10 @@ class OperationBuilder:
             tables.add(va)
 
     def _on_helper_entry(self, ev: EventLike) -> None:
-        stack = self._stacks.setdefault(self._key(ev), [])
+        key = ev.pid or -1 - ev.cpu
+        stack = self._stacks.get(key)
+        if stack is None:
+            stack = self._stacks[key] = []
         if len(stack) >= _MAX_DEPTH:
             # Returns went missing without an operation boundary: forget the oldest helper.
             for i, frame in enumerate(stack):
@@ -542,18 +553,21 @@ class OperationBuilder:
         stack.append(_Frame(ev.name, ev))
 
     def _on_return(self, ev: EventLike) -> None:
-        func = ev.name[: -len("__return")]
-        key = self._key(ev)
-        stack = self._stacks.get(key, [])
-        for depth in range(len(stack) - 1, -1, -1):
-            if stack[depth].func == func:
-                break
+        func = ev.name[:-8]  # without "__return"
+        key = ev.pid or -1 - ev.cpu
+        stack = self._stacks.get(key) or []
+        if stack and stack[-1].func == func:
+            frame = stack.pop()
         else:
-            self._unpaired_return(ev, func, key)
-            return
-        while len(stack) > depth + 1:
-            self._drop_frame(stack.pop())
-        frame = stack.pop()
+            for depth in range(len(stack) - 1, -1, -1):
+                if stack[depth].func == func:
+                    break
+            else:
+                self._unpaired_return(ev, func, key)
+                return
+            while len(stack) > depth + 1:
+                self._drop_frame(stack.pop())
+            frame = stack.pop()
         if frame.op is not None:
             self._complete(frame.op, ev, key)
         else:
@@ -581,12 +595,17 @@ class OperationBuilder:
             root = self.roots[op.root]
             if root.vm is None and root.mmu is not None:
                 root.vm = self._mmu_vm.get(root.mmu)
-            op.pgd = op.pgd if op.pgd is not None else root.pgd
-            op.mmu = op.mmu if op.mmu is not None else root.mmu
+            if op.pgd is None:
+                op.pgd = root.pgd
+            if op.mmu is None:
+                op.mmu = root.mmu
             op.vm = root.vm
-        self._count(op.kind)
+            op.ia_bits = root.ia_bits
+            op.start_level = root.start_level
+        stats = self.stats
+        stats[op.kind] = stats.get(op.kind, 0) + 1
         if op.flags and op.uncertain:
-            self._count("uncertain")
+            stats["uncertain"] = stats.get("uncertain", 0) + 1
         self.ready.append(op)
 
     def _drop_frame(self, frame: _Frame) -> None:
@@ -618,11 +637,12 @@ class OperationBuilder:
 
     def _target(self, ev: EventLike, stack: list[_Frame] | None = None) -> Operation | None:
         """The operation an effect seen on ``ev``'s task and CPU belongs to."""
-        deferred = self._deferred.get(ev.cpu)
-        if deferred is not None:
-            return deferred.op
+        if self._deferred:
+            deferred = self._deferred.get(ev.cpu)
+            if deferred is not None:
+                return deferred.op
         if stack is None:
-            stack = self._stacks.get(self._key(ev))
+            stack = self._stacks.get(ev.pid or -1 - ev.cpu)
         if stack:
             for frame in reversed(stack):
                 if frame.op is not None:
@@ -771,8 +791,9 @@ class OperationBuilder:
     # --- context -------------------------------------------------------------
 
     def _on_context(self, ev: EventLike) -> None:
-        self._close_deferred_on(ev.cpu)
-        self._context[self._key(ev)] = ev
+        if self._deferred and ev.cpu in self._deferred:
+            self._close_deferred(ev.cpu, complete=False)
+        self._context[ev.pid or -1 - ev.cpu] = ev
         if ev.name == "kvm_init_stage2_mmu":
             kvm, mmu = _opt_int(ev.fields, "kvm"), _opt_int(ev.fields, "mmu")
             if kvm is not None and mmu is not None:
@@ -791,11 +812,18 @@ def operations(events: Iterable[EventLike], page_size: int = 4096) -> Iterator[O
     """
     builder = OperationBuilder(page_size)
     ready = builder.ready
+    handlers = builder._handlers
+    ignored = 0
     for ev in events:
-        builder.feed(ev)
+        handler = handlers.get(ev.name)  # OperationBuilder.feed(), without a call per event
+        if handler is None:
+            ignored += 1
+            continue
+        handler(ev)
         if ready:
             yield from ready
             ready.clear()
+    builder.stats["ignored"] = builder.stats.get("ignored", 0) + ignored
     builder.finish()
     yield from ready
     ready.clear()

@@ -254,8 +254,8 @@ class PlatformEvidence:
             return Feature("hw_af", False, "trace",
                            "the kernel handled an access-flag fault (mkyoung)", self.mkyoung)
         if self.af_set_by_hw is not None:
-            return Feature("hw_af", True, "trace", "a page aged by mkold was young again with "
-                           "no access-flag fault handled", self.af_set_by_hw)
+            return Feature("hw_af", True, "trace", "a page aged by mkold/test_clear_young was "
+                           "young again with no access-flag fault handled", self.af_set_by_hw)
         return Feature("hw_af", None, "unknown", "no mkyoung and no page seen young again")
 
     def _tlb_range_feature(self, series: str | None) -> Feature:
