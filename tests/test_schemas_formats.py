@@ -8,6 +8,8 @@ the probes and tracepoints of the recordings in ../shared/corpus/arm64
 from __future__ import annotations
 
 import re
+import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -293,3 +295,26 @@ def test_tracepoint_alignment() -> None:
     tp = load_tracepoints("6.1")["kvm_toggle_cache"]
     assert [(f.name, f.offset, f.size) for f in tracepoint_fields(tp)] == [
         ("vcpu_pc", 8, 8), ("was", 16, 1), ("now", 17, 1)]
+
+
+@pytest.mark.parametrize("series,folder", [r for r in _recordings() if "raw" not in r[1].name],
+                         ids=lambda v: str(v)[-20:])
+def test_formats_embedded_in_the_trace_files(series: str, folder: Path) -> None:
+    """The format texts inside the recordings' trace.dat (trace-cmd dump --events) are ours."""
+    require_shared()
+    dump = subprocess.run(["trace-cmd", "dump", "--events", "-i", str(folder / "trace.dat")],
+                          check=True, capture_output=True, text=True).stdout
+    chunks = ["name: " + c for c in dump.split("\nname: ")[1:]]
+    probes = load_probe_set(series).by_event()
+    tracepoints = load_tracepoints(series)
+    checked = Counter()
+    for chunk in chunks:
+        name = chunk.split("\n", 1)[0].removeprefix("name: ")
+        real = chunk.rstrip("\n") + "\n"
+        if name in probes:
+            assert kprobe_format(probes[name].definition, _event_id(real), series) == real, name
+            checked["kprobes"] += 1
+        else:
+            assert tracepoint_format(tracepoints[name], _event_id(real)) == real, name
+            checked["kvm"] += 1
+    assert checked["kprobes"] >= 40 and checked["kvm"] == len(tracepoints)

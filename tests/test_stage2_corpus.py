@@ -21,8 +21,10 @@ from report_raw import parse_line, report_lines
 from ptreplay.effects import Put
 from ptreplay.stage2.operations import (
     CONCURRENT,
+    NO_ENTRY,
     NO_RETURN,
     OP_KINDS,
+    ROOT_FIRST_SEEN,
     Operation,
     OperationBuilder,
     PageCount,
@@ -168,3 +170,27 @@ def test_612_parallel_faults_and_rcu_frees() -> None:
     # Two roots on one pgt address (the scratch VMs) are two roots.
     pgts = Counter(r.pgt for r in _run(VHE612).roots.values())
     assert sorted(pgts.values()) == [1, 2]
+
+
+def test_a_trace_that_starts_mid_run() -> None:
+    """Cut the recording at an arbitrary event: the stage-2 already exists, calls are running.
+    The root is first seen without its init, the returns of the running calls come alone,
+    and everything after is paired as before."""
+    events = _load(VHE)[1][50_001:]
+    ops = [o for o in _build(events) if isinstance(o, Operation)]
+    first = next(o for o in ops if o.index is not None)
+    assert ROOT_FIRST_SEEN in first.flags
+    assert all(ROOT_FIRST_SEEN not in o.flags for o in ops if o is not first)
+    lone = [o for o in ops if o.index is None]
+    assert all(o.flags == {NO_ENTRY} and o.index_return < first.index for o in lone)
+    later = [o for o in ops if o.index is not None and o.index_return is not None]
+    assert len(later) > 5_000 and not any(o.uncertain for o in later)
+    assert {o.root for o in later} == {first.root}
+
+
+def _build(events: list[TraceEvent]) -> list[Operation | object]:
+    builder = OperationBuilder()
+    for ev in events:
+        builder.feed(ev)
+    builder.finish()
+    return builder.ready
