@@ -117,12 +117,12 @@ def test_three_roots_per_qemu_process_with_their_vms() -> None:
     assert len(roots) == 3 and all(r.init_seen for r in roots.values())
     assert [r.vm for r in roots.values()] == [e.fields["kvm"] for e in inits]
     assert [r.mmu for r in roots.values()] == [e.fields["mmu"] for e in inits]
-    scratch = [r for r in roots.values() if r.destroyed]
+    scratch = [r for r in roots.values() if r.destroy_seen]
     assert len(scratch) == 2
     for r in scratch:
         kinds = [o.kind for o in ops if o.root == r.id]
         assert kinds == ["init", "destroy"]
-    [vm] = [r for r in roots.values() if not r.destroyed]
+    [vm] = [r for r in roots.values() if not r.retired]
     assert all(o.root == vm.id and o.vm == vm.vm for o in ops if o.kind in ("map", "unmap"))
 
 

@@ -130,8 +130,9 @@ def test_init_map_destroy_and_the_vm() -> None:
     assert [e.effect for e in destroy.effects] == [Put(PGD, COUNT_NOT_OBSERVED), Free(PGD, 8192)]
     assert init2.root != init.root and init2.vm is None
     first, second = builder.roots[init.root], builder.roots[init2.root]
-    assert first.destroyed and first.init_seen and (first.pgd, first.vm) == (PGD, KVM)
-    assert not second.destroyed and second.init_seen
+    assert first.destroy_seen and first.retired and first.init_seen
+    assert (first.pgd, first.vm) == (PGD, KVM)
+    assert not second.retired and second.init_seen
 
 
 def test_a_failed_init_retires_its_root() -> None:
@@ -142,8 +143,14 @@ def test_a_failed_init_retires_its_root() -> None:
     t.ev("kvm_s2_zalloc_pages_exact__return", __probe_func=1, __probe_ret_ip=2, virt=0)
     t.ev("__kvm_pgtable_stage2_init__return", __probe_func=1, __probe_ret_ip=2, ret=-12)
     t.map_call(0x1000)
-    init, mp = _ops(t.run())
+    builder = OperationBuilder()
+    for e in t.events:
+        builder.feed(e)
+    builder.finish()
+    init, mp = _ops(builder.ready)
     assert init.ret == -12 and [e.effect for e in init.effects] == [AllocFail()]
+    failed = builder.roots[init.root]
+    assert failed.retired and not failed.destroy_seen
     assert mp.root != init.root and ROOT_FIRST_SEEN in mp.flags
 
 

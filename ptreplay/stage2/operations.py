@@ -175,6 +175,9 @@ class Root:
     :param vm: ``struct kvm *``, once seen (``kvm_init_stage2_mmu``, callers).
     :param init_seen: whether the trace holds this root's init (else its state before
         :attr:`first_index` is unknown).
+    :param destroy_seen: whether the trace holds this root's destroy.
+    :param retired: no longer live: destroyed, its init failed, or another root took its
+        ``pgt``/``pgd`` (a destroy the trace did not show).
     """
 
     id: int
@@ -186,7 +189,8 @@ class Root:
     start_level: int | None = None
     init_seen: bool = False
     first_index: int | None = None
-    destroyed: bool = False
+    destroy_seen: bool = False
+    retired: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -237,7 +241,8 @@ class Operation:
         ``mc``, ``flags``, ``owner_id``, ``mkold``, ``level``, ...): the entry fields
         without ``__probe_ip`` and the ones kept as attributes (pgt, pgd, ia_bits,
         start_level, mmu/arch)."""
-        return {k: v for k, v in self.entry_fields.items() if k not in _NOT_ARGS}
+        return {k: v for k, v in self.entry_fields.items()
+                if k not in _NOT_ARGS and not k.startswith("common_")}
 
     @property
     def uncertain(self) -> bool:
@@ -524,7 +529,7 @@ class OperationBuilder:
         return root
 
     def _retire(self, root: Root) -> None:
-        root.destroyed = True
+        root.retired = True
         if self._live.get(root.pgt) is root:
             del self._live[root.pgt]
         for va in self._root_tables.pop(root.id, ()):
@@ -569,6 +574,9 @@ class OperationBuilder:
                 self._drop_frame(stack.pop())
             frame = stack.pop()
         if frame.op is not None:
+            if self._deferred and ev.cpu in self._deferred:
+                # A task's call returns: no softirq is running on its CPU any more.
+                self._close_deferred(ev.cpu, complete=False)
             self._complete(frame.op, ev, key)
         else:
             self._helper_done(frame, ev, stack)
@@ -587,6 +595,7 @@ class OperationBuilder:
             if op.kind == "init" and op.ret not in (None, 0):
                 self._retire(root)
             elif op.kind == "destroy":
+                root.destroy_seen = True
                 self._retire(root)
         self._emit(op)
 
