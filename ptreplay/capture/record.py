@@ -206,7 +206,8 @@ def remove_probes(kp: KprobeEvents, probes: Sequence[ProbeDefinition]) -> list[s
 
 def present_tracepoints(tracefs: Path, series: str) -> tuple[list[str], list[str]]:
     """The schema's kvm:* tracepoints this kernel has, and the ones it lacks."""
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for name, tp in load_tracepoints(series).items():
         target = present if (tracefs / "events" / tp.system / name).is_dir() else missing
         target.append(f"{tp.system}:{name}")

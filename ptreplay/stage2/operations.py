@@ -117,7 +117,7 @@ class PageCount(NamedTuple):
     """``mm_ops->page_count()`` of the table page at ``pa``: it returned ``count``."""
 
     pa: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
 
 
 class TlbFlushRange(NamedTuple):
@@ -157,7 +157,7 @@ class Observed(NamedTuple):
     """
 
     effect: ObservedEffect
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     ts: int
     cpu: int
     addr: int | None = None
@@ -262,10 +262,10 @@ class Gap(NamedTuple):
     """Events were lost on ``cpu`` at ``index``/``ts`` (``count`` of them, -1 if unknown):
     any root may have missed operations from here on."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     cpu: int
     ts: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
 
 
 # --- what each probed function is ---------------------------------------------
