@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from ptreplay.capture.catalog import (
     UnknownKernelSeries,
+    event_format,
+    event_schema,
     known_series,
     load_probe_set,
     load_tracepoints,
@@ -318,3 +320,18 @@ def test_formats_embedded_in_the_trace_files(series: str, folder: Path) -> None:
             assert tracepoint_format(tracepoints[name], _event_id(real)) == real, name
             checked["kvm"] += 1
     assert checked["kprobes"] >= 40 and checked["kvm"] == len(tracepoints)
+
+
+def test_event_schema_lookup() -> None:
+    require_shared()
+    real = (CORPUS / "arm64" / "vhe-rich-v7" / "l1-info" / "kprobe_formats" /
+            "kvm_pgtable_stage2_map.format").read_text()
+    assert event_format("6.1", "kvm_pgtable_stage2_map", 1206) == real
+    schema = event_schema("6.12", "kvm_pgtable_stage2_map")
+    assert schema.system == "kprobes"
+    assert [(f.name, f.offset, f.size) for f in schema.fields][-3:] == [
+        ("ia_bits", 68, 4), ("start_level", 72, 1), ("pgd", 73, 8)]
+    tp = event_schema("6.1", "kvm_guest_fault")
+    assert tp.system == "kvm" and tp.fields[-1].name == "ipa"
+    with pytest.raises(KeyError, match="no event 'kvm_set_spte_hva'"):
+        event_schema("6.12", "kvm_set_spte_hva")

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ptreplay.capture.formats import TracepointDef, series_version
+from ptreplay.capture.formats import (
+    Field,
+    TracepointDef,
+    format_text,
+    kprobe_fields,
+    kprobe_print_fmt,
+    series_version,
+    tracepoint_fields,
+)
 from ptreplay.capture.probedefs import ProbeDefinition, ProbeSyntaxError, parse_probe_definition
 from ptreplay.errors import InputError
 from ptreplay.resources import schemas_dir
@@ -31,6 +39,9 @@ __all__ = [
     "series_for",
     "load_probe_set",
     "load_tracepoints",
+    "EventSchema",
+    "event_schema",
+    "event_format",
 ]
 
 _KPROBE_FILE = re.compile(r"linux-(\d+\.\d+)\.txt\Z")
@@ -210,3 +221,44 @@ def load_tracepoints(series: str) -> dict[str, TracepointDef]:
             f"no event schemas for Linux {series}; known series: {', '.join(known_series())}"
         )
     return {n: tp for n, tp in _tracepoint_file().items() if series in tp.source}
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """The layout of one event a kernel series' probes or tracepoints produce.
+
+    :param system: ``kprobes`` or the tracepoint's system (``kvm``).
+    :param name: the event name.
+    :param fields: the fields after the 8-byte common header, with offsets and sizes.
+    :param print_fmt: the ``print fmt:`` value.
+    """
+
+    system: str
+    name: str
+    fields: tuple[Field, ...]
+    print_fmt: str
+
+    def format(self, event_id: int) -> str:
+        """The exact ``format`` text, with the kernel's event id."""
+        return format_text(self.name, event_id, self.fields, self.print_fmt)
+
+
+def event_schema(series: str, name: str) -> EventSchema:
+    """The schema of event ``name`` (a probe of the series' set, or a kvm:* tracepoint).
+
+    :raises KeyError: the series has no such event.
+    """
+    entry = load_probe_set(series).by_event().get(name)
+    if entry is not None:
+        d = entry.definition
+        return EventSchema(d.group, d.event, tuple(kprobe_fields(d, series)),
+                           kprobe_print_fmt(d, series))
+    tp = load_tracepoints(series).get(name)
+    if tp is None:
+        raise KeyError(f"Linux {series} schemas have no event {name!r}")
+    return EventSchema(tp.system, tp.name, tuple(tracepoint_fields(tp)), tp.print_fmt)
+
+
+def event_format(series: str, name: str, event_id: int) -> str:
+    """The exact ``format`` text of event ``name`` in a kernel series (see :func:`event_schema`)."""
+    return event_schema(series, name).format(event_id)
