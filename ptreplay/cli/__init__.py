@@ -15,6 +15,7 @@ from ptreplay.errors import InputError
 
 # Importing a command module registers its commands on ``app``: one line per module.
 # isort: split
+import ptreplay.cli.capture  # noqa: F401  (ptreplay capture kprobes|record)
 import ptreplay.cli.events  # noqa: F401  (ptreplay events)
 import ptreplay.cli.info  # noqa: F401  (ptreplay info)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
