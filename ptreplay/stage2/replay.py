@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptreplay.effects import Alloc, AllocFail, Pte
+from ptreplay.effects import Alloc, AllocFail, Cmo, Pte, Tlbi
 from ptreplay.errors import InputError
 from ptreplay.model.geometry import granule_for
 from ptreplay.model.memory import Platform
@@ -44,7 +44,6 @@ from ptreplay.stage2.kernels import KernelInfo
 from ptreplay.stage2.operations import (
     CONCURRENT,
     NO_ENTRY,
-    ROOT_FIRST_SEEN,
     UNCERTAIN_FLAGS,
     Gap,
     Operation,
@@ -53,7 +52,7 @@ from ptreplay.stage2.operations import (
 )
 from ptreplay.stage2.platform import Feature, PlatformEvidence, PlatformFeatures
 from ptreplay.stage2.rootmodel import RootModel
-from ptreplay.stage2.source import Stage2Trace
+from ptreplay.stage2.source import TLBI_PROBES, Stage2Trace
 
 __all__ = [
     "ReplayConfig",
@@ -156,6 +155,203 @@ def _same_ret(observed: Any, predicted: Any) -> bool:
     return bool((int(observed) - int(predicted)) % _TOP == 0)
 
 
+class _Engine:
+    """Roots, their models and the comparison: everything but the trace and the platform
+    decisions. The replay runs one; while the platform is undecided a scratch one runs
+    ahead with FWB off to find the first operation that decides it."""
+
+    def __init__(self, replay: Replay, platform: Platform, kinds: frozenset[str],
+                 hw_af: bool | None) -> None:
+        self.replay = replay
+        self.profile = replay.profile
+        self.platform = platform
+        self.kinds = kinds
+        self.hw_af = hw_af
+        self.page_size = platform.granule.page_size
+        self.models: dict[int, RootModel] = {}
+        self.linear_offset: int | None = None
+        self.translator: Translator | None = None
+        self.stats: dict[str, int] = {}
+        #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id).
+        self.adopted: list[tuple[int, int, int]] = []
+        self._fresh_next = 0
+        self._pending_init: dict[int, ReplayStep] = {}
+
+    # --- addresses -------------------------------------------------------------------------
+
+    def _offset(self, va: int) -> int:
+        """``VA - PA`` of table pages: the first one seen lands in the middle of 48 bits."""
+        if self.linear_offset is None:
+            self.linear_offset = (va & ~0xFFF) - (1 << 47)
+            self.translator = Translator(self.linear_offset, self.kinds)
+        return self.linear_offset
+
+    def _fresh(self, npages: int) -> int:
+        """Addresses for pages the model allocates and the kernel did not: the top of the
+        48-bit space, where no table page of the trace lands."""
+        assert self.linear_offset is not None
+        self._fresh_next += npages * self.page_size
+        return self.linear_offset + (1 << 48) - self._fresh_next
+
+    # --- records --------------------------------------------------------------------------
+
+    def process(self, rec: Operation | Gap) -> Iterator[ReplayStep | Gap]:
+        """Replay one record of the operations layer."""
+        if type(rec) is Gap:
+            for model in self.models.values():
+                model.forget()
+            self._count("gaps")
+            yield rec
+            return
+        op = rec
+        assert isinstance(op, Operation)
+        if op.kind not in REPLAYED_KINDS or op.root is None:
+            yield self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
+                                   else f"{op.kind} is not modelled")
+            return
+        root_id = op.root
+        pending = self._pending_init.pop(root_id, None)
+        model = self.models.get(root_id)
+        fields = op.entry_fields
+        ia_bits, start_level = fields.get("ia_bits"), fields.get("start_level")
+        if model is not None and ia_bits is not None and start_level is not None:
+            if model.provisional and not model.geometry(ia_bits, start_level):
+                self._count("geometry_corrected")
+        if pending is not None:
+            yield pending
+        if op.kind == "init":
+            yield from self._init(op)
+            return
+        if model is None:
+            if op.pgd is None:
+                yield self._unreplayed(op, "the root's pgd is not known")
+                return
+            model = RootModel(root_id, self.profile, self.platform, self._offset(op.pgd),
+                              self._fresh, known=False)
+            model.adopt(op.pgd, ia_bits, start_level)
+            self.models[root_id] = model
+        if model.pgt is None:
+            yield self._unreplayed(op, "the root's init failed or it was destroyed")
+            return
+        kind = op.kind
+        args = op.args
+        for name in _ARGS[kind]:
+            if name not in args:
+                yield self._unreplayed(op, f"the probe does not show {name}")
+                return
+        why = None
+        flags = op.flags
+        if flags and (not flags.isdisjoint(UNCERTAIN_FLAGS) or CONCURRENT in flags):
+            why = "the trace's record of the call is incomplete (" + ", ".join(
+                sorted(flags & (UNCERTAIN_FLAGS | {CONCURRENT}))) + ")"
+        if model.unknown:
+            lo, hi = _range(kind, args, self.page_size)
+            if model.touches_unknown(lo, hi):
+                root = self.replay.roots.get(root_id)
+                why = why or ("it touches IPA space whose earlier state the trace does not show"
+                              if root is None or not root.init_seen
+                              else "it touches IPA space whose state is unknown after lost "
+                              "events")
+        index = op.first_index
+        hw: Pte | None = None
+        if (model.af_unknown and kind in _AF_REVEALED and self.hw_af is not False
+                and (self.hw_af or self.replay.first_mkyoung is None
+                     or self.replay.first_mkyoung > index)):
+            hw = model.adopt_af(kind, args["addr"], op.ret, index)
+            if hw is not None:
+                self.adopted.append((index, hw.ptep, root_id))
+        allocs = [o.effect.pa if type(o.effect) is Alloc else None
+                  for o in op.effects if type(o.effect) in _ALLOCS]
+        ret = model.run(kind, args, allocs)
+        effects = model.take_effects()
+        if self.hw_af is not False:
+            model.note_stores(kind, effects)
+        if kind == "unmap" and model.unknown and ret == 0 and why is None:
+            model.learn_unmapped(args["addr"], args["addr"] + args["size"])
+        step = self._compare(op, model, effects, ret, index)
+        if hw is not None:
+            step.merged.insert(0, hw)
+            step.merged_index.insert(0, index)
+        if why is not None:
+            step.uncertain = True
+            step.why = why
+        self._count(kind)
+        if kind == "destroy":
+            del self.models[root_id]
+        yield step
+
+    def finish(self) -> Iterator[ReplayStep]:
+        """Inits still waiting for their root's geometry."""
+        for root_id in sorted(self._pending_init):
+            yield self._pending_init.pop(root_id)
+
+    def _init(self, op: Operation) -> Iterator[ReplayStep]:
+        assert op.root is not None
+        allocs: list[int | None] = []
+        size = None
+        for o in op.effects:
+            if type(o.effect) is Alloc:
+                allocs.append(o.effect.pa)
+                size = o.effect.size
+            elif type(o.effect) is AllocFail:
+                allocs.append(None)
+        first = next((a for a in allocs if a), None)
+        if first is None and self.linear_offset is None:
+            yield self._unreplayed(op, "no pgd allocation was seen")
+            return
+        model = RootModel(op.root, self.profile, self.platform,
+                          self._offset(first or 0), self._fresh, known=True)
+        flags = int(op.entry_fields.get("flags", 0) or 0)
+        ret = model.init(flags, first, size, None, None, allocs)
+        effects = model.take_effects()
+        self.models[op.root] = model
+        step = self._compare(op, model, effects, ret, op.first_index)
+        if op.uncertain:
+            step.uncertain = True
+            step.why = "the trace's record of the call is incomplete"
+        self._count("init")
+        if ret == 0 and not op.uncertain:
+            self._pending_init[op.root] = step  # until its geometry is known
+        else:
+            yield step
+
+    def _compare(self, op: Operation, model: RootModel, effects: list[Any], ret: Any,
+                 index: int) -> ReplayStep:
+        translator = self.translator
+        assert translator is not None
+        pseen, where = predicted_seen(effects, self.kinds)
+        root = self.replay.roots.get(model.root_id)
+        oseen, used = translator.seen(op.effects, root.mmu if root is not None else None)
+        if translator.cmo_offset is None:
+            translator.learn_cmo_offset(pseen, oseen, used)
+        merged, merged_index = merge(effects, where, pseen, oseen, used, translator, index)
+        step = ReplayStep(op, model, effects, ret, pseen, oseen, used, merged, merged_index)
+        if step.diverges:
+            self._count("divergent_ops")
+        return step
+
+    def _unreplayed(self, op: Operation, why: str) -> ReplayStep:
+        """A step for an operation the model cannot replay: its observations only."""
+        self._count("unreplayed")
+        if op.root is not None and op.root in self.models:
+            self.models[op.root].forget()
+        translator = self.translator
+        merged: list[Any] = []
+        index: list[int] = []
+        if translator is not None:
+            for o in op.effects:
+                e = translator.effect(o)
+                if type(e).__name__ != "PageCount":
+                    merged.append(e)
+                    index.append(o.index)
+        return ReplayStep(op, self.models.get(op.root) if op.root is not None else None,
+                          merged=merged, merged_index=index, uncertain=True,
+                          why=f"not replayed: {why}")
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+
 class Replay:
     """Replays the stage-2 operations of a trace through the model.
 
@@ -190,21 +386,38 @@ class Replay:
         self.platform: PlatformFeatures | None = None
         #: the features the whole trace shows (set at the end).
         self.platform_final: PlatformFeatures | None = None
-        self.kinds: frozenset[str] = frozenset()
-        self.models: dict[int, RootModel] = {}
         self.roots: dict[int, Root] = {}
-        self.linear_offset: int | None = None
-        self.translator: Translator | None = None
         self.stats: dict[str, int] = {}
-        #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id).
-        self.adopted: list[tuple[int, int, int]] = []
         #: event ordinal of the first mkyoung (an access-flag fault handled by KVM).
         self.first_mkyoung: int | None = None
-        self._fresh_next = 0
-        self._model_platform: Platform | None = None
-        self._hw_af_mode: bool | None = None
-        self._pending_init: dict[int, ReplayStep] = {}
+        self.engine: _Engine | None = None
         self.events_read = 0
+        cfg = self.config
+        self._fwb: Feature | None = (Feature("fwb", cfg.fwb, "override", "given as an option")
+                                     if cfg.fwb is not None else None)
+        self._vhe: Feature | None = (Feature("vhe", cfg.vhe, "override", "given as an option")
+                                     if cfg.vhe is not None else None)
+        self._scout: _Engine | None = None
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The observed effect kinds the replay compares."""
+        return self.engine.kinds if self.engine is not None else frozenset()
+
+    @property
+    def linear_offset(self) -> int | None:
+        """``VA - PA`` of table pages in the model."""
+        return self.engine.linear_offset if self.engine is not None else None
+
+    @property
+    def translator(self) -> Translator | None:
+        """Observed -> comparable records (holds the learnt kernel linear-map offset)."""
+        return self.engine.translator if self.engine is not None else None
+
+    @property
+    def adopted(self) -> list[tuple[int, int, int]]:
+        """Hardware-AF adoptions: (op ordinal, entry PA, root id)."""
+        return self.engine.adopted if self.engine is not None else []
 
     # --- the stream ----------------------------------------------------------------------
 
@@ -217,6 +430,9 @@ class Replay:
         handlers = builder._handlers
         ready = builder.ready
         held: deque[Operation | Gap] | None = deque()
+        if self._decided():
+            self._start()
+            held = None
         progress = self.progress
         n = 0
         for ev in self.trace.events():
@@ -226,249 +442,139 @@ class Replay:
                 progress(n)
             if ready:
                 for rec in ready:
-                    if held is not None:
-                        held.append(rec)
-                        if type(rec) is Operation:
-                            self.evidence.observe(rec)
-                        if self._decided() or len(held) >= self.config.lookahead:
-                            self._start()
-                            while held:
-                                yield from self._process(held.popleft())
-                            held = None
-                    else:
+                    if held is None:
                         yield from self._process(rec)
+                        continue
+                    held.append(rec)
+                    self._scout_op(rec)
+                    if self._decided() or len(held) >= self.config.lookahead:
+                        self._start()
+                        while held:
+                            yield from self._process(held.popleft())
+                        held = None
                 ready.clear()
         builder.finish()
         self.events_read = n
         if progress is not None:
             progress(n)
         for rec in ready:
-            if held is not None:
-                held.append(rec)
-                if type(rec) is Operation:
-                    self.evidence.observe(rec)
-            else:
+            if held is None:
                 yield from self._process(rec)
+            else:
+                held.append(rec)
+                self._scout_op(rec)
         ready.clear()
         if held is not None:
             self._start()
             while held:
                 yield from self._process(held.popleft())
-        for root_id in sorted(self._pending_init):
-            yield self._pending_init.pop(root_id)
+        assert self.engine is not None
+        yield from self.engine.finish()
         self._finish()
         for key, value in builder.stats.items():
             self.stats["ops." + key] = value
+        for key, value in self.engine.stats.items():
+            self.stats[key] = value
+
+    def _process(self, rec: Operation | Gap) -> Iterator[ReplayStep | Gap]:
+        if type(rec) is Operation:
+            if rec.kind == "mkyoung" and self.first_mkyoung is None:  # type: ignore[union-attr]
+                self.first_mkyoung = rec.first_index  # type: ignore[union-attr]
+            if self._open:
+                self.evidence.observe(rec)  # type: ignore[arg-type]
+        assert self.engine is not None
+        yield from self.engine.process(rec)
 
     # --- platform ----------------------------------------------------------------------------
 
     def _decided(self) -> bool:
-        f = self.evidence.infer(self.kernel.series)
-        return ((self.config.fwb is not None or f.fwb.value is not None)
-                and (self.config.vhe is not None or f.vhe.value is not None))
+        return self._fwb is not None and self._vhe is not None
+
+    def _scout_op(self, rec: Operation | Gap) -> None:
+        """Before the replay starts: observe the platform, and run the scratch model to find
+        the first operation that shows FWB or the visibility of TLB invalidations."""
+        if type(rec) is not Operation:
+            if self._scout is not None:
+                for _ in self._scout.process(rec):
+                    pass
+            return
+        op = rec
+        assert isinstance(op, Operation)
+        if op.kind == "mkyoung" and self.first_mkyoung is None:
+            self.first_mkyoung = op.first_index
+        self.evidence.observe(op)
+        if self._scout is None:
+            self._scout = _Engine(self, Platform(granule=self.granule, fwb=False),
+                                  self.trace.observable(tlbi=True), self.config.hw_af)
+        for step in self._scout.process(op):
+            if isinstance(step, ReplayStep) and not step.uncertain and \
+                    step.predicted_ret is not NotImplemented:
+                self._decide(step)
+
+    def _decide(self, step: ReplayStep) -> None:
+        op = step.op
+        observed = op.effects
+        if self._fwb is None and op.kind in ("unmap", "flush") and \
+                "cmo:dcache_clean_inval_poc" in self.trace.observable(tlbi=False):
+            cleans = any(type(e) is Cmo and e.kind == "dcache_clean_inval_poc"
+                         for e in step.predicted)
+            if cleans:
+                seen = any(type(o.effect) is Cmo and o.effect.kind == "dcache_clean_inval_poc"
+                           for o in observed)
+                what = "an unmap" if op.kind == "unmap" else "a flush"
+                if seen:
+                    self._fwb = Feature("fwb", False, "trace", f"{what} of cacheable memory "
+                                        "cleaned the data cache", op.first_index)
+                else:
+                    self._fwb = Feature("fwb", True, "trace", f"{what} of cacheable memory did "
+                                        "not clean the data cache (stage2_unmap_walker and "
+                                        "kvm_pgtable_stage2_flush skip it only with FWB)",
+                                        op.first_index)
+        if self._vhe is None and any(type(e) is Tlbi for e in step.predicted):
+            tlbi = next((o for o in observed if type(o.effect) is Tlbi), None)
+            if tlbi is not None:
+                self._vhe = Feature("vhe", True, "trace", "TLB invalidation helpers ran at EL1",
+                                    tlbi.index)
+            elif any(self.trace.has_event(p) for p in TLBI_PROBES):
+                self._vhe = Feature("vhe", False, "trace", "an operation invalidated the TLB "
+                                    "and its probes did not fire (they run at EL2: nVHE)",
+                                    op.first_index)
+
+    @property
+    def _open(self) -> bool:
+        """Whether some feature is still to be confirmed by the rest of the trace."""
+        return self.platform is not None and (
+            self.platform.fwb.source == "assumed" or self.platform.vhe.source == "assumed")
 
     def _start(self) -> None:
         cfg = self.config
-        inferred = self.evidence.infer(self.kernel.series, {
-            "fwb": cfg.fwb, "hw_af": cfg.hw_af, "vhe": cfg.vhe})
-        fwb = inferred.fwb
+        inferred = self.evidence.infer(self.kernel.series, {"hw_af": cfg.hw_af})
+        fwb = self._fwb or inferred.fwb
         if fwb.value is None:
-            fwb = Feature("fwb", False, "assumed", "the trace did not show it by the time the "
-                          "replay started: assumed absent")
-        vhe = inferred.vhe
+            fwb = Feature("fwb", False, "assumed", "the trace had not shown it when the replay "
+                          "started: assumed absent")
+        vhe = self._vhe or inferred.vhe
         if vhe.value is None:
-            vhe = Feature("vhe", False, "assumed", "the trace did not show it by the time the "
-                          "replay started: TLB invalidations assumed invisible")
+            vhe = Feature("vhe", False, "assumed", "the trace had not shown it when the replay "
+                          "started: TLB invalidations assumed invisible")
         hw_af = inferred.hw_af
         if cfg.hw_af is None:
             hw_af = Feature("hw_af", None, "per leaf", "adopted where the trace shows the "
                             "hardware set AF, while no access-flag fault was handled")
         self.platform = PlatformFeatures(fwb=fwb, hw_af=hw_af, tlb_range=inferred.tlb_range,
                                          vhe=vhe, mc=inferred.mc)
-        self._hw_af_mode = cfg.hw_af
-        self._model_platform = Platform(granule=self.granule, fwb=bool(fwb.value),
-                                        hw_af=bool(cfg.hw_af) if cfg.hw_af is not None else True)
-        self.kinds = self.trace.observable(tlbi=bool(vhe.value))
+        model_platform = Platform(granule=self.granule, fwb=bool(fwb.value),
+                                  hw_af=bool(cfg.hw_af) if cfg.hw_af is not None else True)
+        self.engine = _Engine(self, model_platform, self.trace.observable(tlbi=bool(vhe.value)),
+                              cfg.hw_af)
+        self._scout = None
 
     def _finish(self) -> None:
         self.platform_final = self.evidence.infer(self.kernel.series)
-        if self._hw_af_mode is None and self.first_mkyoung is not None:
-            late = [a for a in self.adopted if a[0] > self.first_mkyoung]
-            if late or self.adopted:
-                self.stats["af_adoptions_contradicted"] = len(self.adopted)
-
-    # --- addresses -------------------------------------------------------------------------
-
-    def _offset(self, va: int) -> int:
-        """``VA - PA`` of table pages: the first one seen lands in the middle of 48 bits."""
-        if self.linear_offset is None:
-            self.linear_offset = (va & ~0xFFF) - (1 << 47)
-            self.translator = Translator(self.linear_offset, self.kinds)
-        return self.linear_offset
-
-    def _fresh(self, npages: int) -> int:
-        """Addresses for pages the model allocates and the kernel did not: the top of the
-        48-bit space, where no table page of the trace lands."""
-        assert self.linear_offset is not None
-        self._fresh_next += npages * self.granule.page_size
-        return self.linear_offset + (1 << 48) - self._fresh_next
-
-    # --- one operation ------------------------------------------------------------------
-
-    def _process(self, rec: Operation | Gap) -> Iterator[ReplayStep | Gap]:
-        if type(rec) is Gap:
-            for model in self.models.values():
-                model.forget()
-            self.stats["gaps"] = self.stats.get("gaps", 0) + 1
-            yield rec
-            return
-        op = rec
-        assert isinstance(op, Operation)
-        if self.platform_final is None and op.kind == "mkyoung" and self.first_mkyoung is None:
-            self.first_mkyoung = op.first_index
-        if op.kind not in REPLAYED_KINDS or op.root is None:
-            yield self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
-                                   else f"{op.kind} is not modelled")
-            return
-        root_id = op.root
-        pending = self._pending_init.pop(root_id, None)
-        model = self.models.get(root_id)
-        fields = op.entry_fields
-        ia_bits, start_level = fields.get("ia_bits"), fields.get("start_level")
-        if model is not None and ia_bits is not None and start_level is not None:
-            if model.provisional and not model.geometry(ia_bits, start_level):
-                self._count("geometry_corrected")
-        if pending is not None:
-            yield pending
-        if op.kind == "init":
-            yield from self._init(op)
-            return
-        if model is None:
-            if op.pgd is None:
-                yield self._unreplayed(op, "the root's pgd is not known")
-                return
-            model = RootModel(root_id, self.profile, self._platform(),
-                              self._offset(op.pgd), self._fresh, known=False)
-            model.adopt(op.pgd, ia_bits, start_level)
-            self.models[root_id] = model
-        if model.pgt is None:
-            yield self._unreplayed(op, "the root's init failed or it was destroyed")
-            return
-        kind = op.kind
-        args = op.args
-        for name in _ARGS[kind]:
-            if name not in args:
-                yield self._unreplayed(op, f"the probe does not show {name}")
-                return
-        why = None
-        flags = op.flags
-        if flags:
-            if not flags.isdisjoint(UNCERTAIN_FLAGS) or CONCURRENT in flags:
-                why = "the trace's record of the call is incomplete (" + ", ".join(
-                    sorted(flags & (UNCERTAIN_FLAGS | {CONCURRENT}))) + ")"
-        if model.unknown:
-            lo, hi = _range(kind, args, self.granule.page_size)
-            if model.touches_unknown(lo, hi):
-                why = why or ("it touches IPA space whose earlier state the trace does not show"
-                              if ROOT_FIRST_SEEN in flags or not self.roots[root_id].init_seen
-                              else "it touches IPA space whose state is unknown after lost "
-                              "events")
-        index = op.first_index
-        hw: Pte | None = None
-        if (model.af_unknown and kind in _AF_REVEALED and self._hw_af_mode is not False
-                and (self._hw_af_mode or self.first_mkyoung is None)):
-            hw = model.adopt_af(kind, args["addr"], op.ret, index)
-            if hw is not None:
-                self.adopted.append((index, hw.ptep, root_id))
-        allocs = [o.effect.pa if type(o.effect) is Alloc else None
-                  for o in op.effects if type(o.effect) in _ALLOCS]
-        ret = model.run(kind, args, allocs)
-        effects = model.take_effects()
-        if self._hw_af_mode is not False:
-            model.note_stores(kind, effects)
-        if kind == "unmap" and model.unknown and ret == 0 and not op.uncertain:
-            model.learn_unmapped(args["addr"], args["addr"] + args["size"])
-        step = self._compare(op, model, effects, ret, index)
-        if hw is not None:
-            step.merged.insert(0, hw)
-            step.merged_index.insert(0, index)
-        if why is not None:
-            step.uncertain = True
-            step.why = why
-        self._count(kind)
-        if kind == "destroy":
-            del self.models[root_id]
-        yield step
-
-    def _init(self, op: Operation) -> Iterator[ReplayStep]:
-        assert op.root is not None
-        allocs: list[int | None] = []
-        size = None
-        for o in op.effects:
-            if type(o.effect) is Alloc:
-                allocs.append(o.effect.pa)
-                size = o.effect.size
-            elif type(o.effect) is AllocFail:
-                allocs.append(None)
-        first = next((a for a in allocs if a), None)
-        if first is None and self.linear_offset is None:
-            yield self._unreplayed(op, "no pgd allocation was seen")
-            return
-        model = RootModel(op.root, self.profile, self._platform(),
-                          self._offset(first or 0), self._fresh, known=True)
-        flags = int(op.entry_fields.get("flags", 0) or 0)
-        ret = model.init(flags, first, size, None, None, allocs)
-        effects = model.take_effects()
-        self.models[op.root] = model
-        step = self._compare(op, model, effects, ret, op.first_index)
-        if op.uncertain:
-            step.uncertain = True
-            step.why = "the trace's record of the call is incomplete"
-        self._count("init")
-        if ret == 0 and not op.uncertain:
-            self._pending_init[op.root] = step  # until its geometry is known
-        else:
-            yield step
-
-    def _platform(self) -> Platform:
-        assert self._model_platform is not None
-        return self._model_platform
-
-    def _compare(self, op: Operation, model: RootModel, effects: list[Any], ret: Any,
-                 index: int) -> ReplayStep:
-        translator = self.translator
-        assert translator is not None
-        pseen, where = predicted_seen(effects, self.kinds)
-        mmu = self.roots[model.root_id].mmu if model.root_id in self.roots else None
-        oseen, used = translator.seen(op.effects, mmu)
-        if translator.cmo_offset is None:
-            translator.learn_cmo_offset(pseen, oseen, used)
-        merged, merged_index = merge(effects, where, pseen, oseen, used, translator, index)
-        step = ReplayStep(op, model, effects, ret, pseen, oseen, used, merged, merged_index)
-        if step.diverges:
-            self._count("divergent_ops")
-        return step
-
-    def _unreplayed(self, op: Operation, why: str) -> ReplayStep:
-        """A step for an operation the model cannot replay: its observations only."""
-        self._count("unreplayed")
-        if op.root is not None and op.root in self.models:
-            self.models[op.root].forget()
-        translator = self.translator
-        merged: list[Any] = []
-        index: list[int] = []
-        if translator is not None:
-            for o in op.effects:
-                merged.append(translator.effect(o))
-                index.append(o.index)
-        return ReplayStep(op, self.models.get(op.root) if op.root is not None else None,
-                          merged=[e for e in merged if type(e).__name__ != "PageCount"],
-                          merged_index=[i for e, i in zip(merged, index, strict=True)
-                                        if type(e).__name__ != "PageCount"],
-                          uncertain=True, why=f"not replayed: {why}")
-
-    def _count(self, what: str) -> None:
-        self.stats[what] = self.stats.get(what, 0) + 1
+        assert self.engine is not None
+        if self.config.hw_af is None and self.first_mkyoung is not None:
+            self.stats["af_adoptions_contradicted"] = sum(
+                1 for a in self.engine.adopted if a[0] < self.first_mkyoung)
 
 
 def _range(kind: str, args: dict[str, Any], page: int) -> tuple[int, int]:
