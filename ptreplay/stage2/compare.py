@@ -33,8 +33,8 @@ from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Put, Tlbi
 __all__ = [
     "Seen",
     "PageCount",
-    "predicted_seen",
-    "Translator",
+    "Comparer",
+    "as_seen",
     "merge",
 ]
 
@@ -90,129 +90,137 @@ class Seen(NamedTuple):
         return "{" + ",".join(parts) + "}"
 
 
-_ALLOC_FAIL = Seen("alloc_fail")
+_ALLOC_FAIL = ("alloc_fail", None, None, None)
 
 
-def predicted_seen(effects: list[Any], kinds: frozenset[str]) -> tuple[list[Seen], list[int]]:
-    """The comparable records of a prediction, and their positions in ``effects``.
+class Comparer:
+    """Turns predicted and observed effects into comparable records, in the model's addresses.
 
-    :param effects: the model's effects for one operation (with :class:`PageCount`).
-    :param kinds: the observed kinds.
-    """
-    out: list[Seen] = []
-    where: list[int] = []
-    for i, e in enumerate(effects):
-        t = type(e)
-        if t is Get:
-            if "get" in kinds:
-                out.append(Seen("get", None, e.pa))
-                where.append(i)
-        elif t is Put:
-            if "put" in kinds:
-                out.append(Seen("put", None, e.pa))
-                where.append(i)
-        elif t is PageCount:
-            if "page_count" in kinds:
-                out.append(Seen("page_count", None, e.pa, e.count))
-                where.append(i)
-        elif t is Tlbi:
-            if "tlbi" in kinds:
-                out.append(Seen("tlbi", e.kind, e.ipa, e.level))
-                where.append(i)
-        elif t is Cmo:
-            if "cmo:" + e.kind in kinds:
-                out.append(Seen("cmo", e.kind, e.pa, e.size))
-                where.append(i)
-        elif t is Alloc:
-            if ("alloc" if e.size is None else "alloc_exact") in kinds:
-                out.append(Seen("alloc", None, e.pa, e.size))
-                where.append(i)
-        elif t is AllocFail:
-            if "alloc" in kinds:
-                out.append(_ALLOC_FAIL)
-                where.append(i)
-        elif t is Free:
-            if e.size is not None and "free_exact" in kinds:
-                out.append(Seen("free", None, e.pa, e.size))
-                where.append(i)
-    return out, where
-
-
-class Translator:
-    """Turns observed effects (kernel virtual addresses) into :class:`Seen` records.
+    Comparable records are plain tuples ``(ev, kind, addr, n)`` (the fields of
+    :class:`Seen`, which :func:`as_seen` makes of them for reports): cheap to
+    build and to compare, and two records of different kinds never compare equal.
 
     :param table_offset: ``VA - PA`` of table pages in the replay (the model's
         ``Machine.linear_offset``).
-    :param kinds: the observed kinds; observations of other kinds are dropped.
+    :param kinds: the observed kinds; effects of other kinds are not compared.
     """
 
     def __init__(self, table_offset: int, kinds: frozenset[str]) -> None:
         self.table_offset = table_offset
         self.kinds = kinds
+        self._get = "get" in kinds
+        self._put = "put" in kinds
+        self._count = "page_count" in kinds
+        self._tlbi = "tlbi" in kinds
+        self._alloc = "alloc" in kinds
+        self._alloc_exact = "alloc_exact" in kinds
+        self._free_exact = "free_exact" in kinds
+        self._cmo = frozenset(k[4:] for k in kinds if k.startswith("cmo:"))
         #: ``VA - PA`` of the kernel's linear map, learnt from the first cache
         #: maintenance the model predicted and the trace observed.
         self.cmo_offset: int | None = None
         #: event index of that first observation.
         self.cmo_offset_index: int | None = None
 
-    def seen(self, observed: list[Any], mmu: int | None) -> tuple[list[Seen], list[Any]]:
+    def predicted(self, effects: list[Any]) -> tuple[list[tuple], list[int]]:
+        """The comparable records of a prediction, and their positions in ``effects``.
+
+        :param effects: the model's effects for one operation (with :class:`PageCount`).
+        """
+        out: list[tuple] = []
+        where: list[int] = []
+        for i, e in enumerate(effects):
+            t = type(e)
+            if t is Get:
+                if self._get:
+                    out.append(("get", None, e.pa, None))
+                    where.append(i)
+            elif t is Put:
+                if self._put:
+                    out.append(("put", None, e.pa, None))
+                    where.append(i)
+            elif t is PageCount:
+                if self._count:
+                    out.append(("page_count", None, e.pa, e.count))
+                    where.append(i)
+            elif t is Tlbi:
+                if self._tlbi:
+                    out.append(("tlbi", e.kind, e.ipa, e.level))
+                    where.append(i)
+            elif t is Cmo:
+                if e.kind in self._cmo:
+                    out.append(("cmo", e.kind, e.pa, e.size))
+                    where.append(i)
+            elif t is Alloc:
+                if self._alloc if e.size is None else self._alloc_exact:
+                    out.append(("alloc", None, e.pa, e.size))
+                    where.append(i)
+            elif t is AllocFail:
+                if self._alloc:
+                    out.append(_ALLOC_FAIL)
+                    where.append(i)
+            elif t is Free:
+                if e.size is not None and self._free_exact:
+                    out.append(("free", None, e.pa, e.size))
+                    where.append(i)
+        return out, where
+
+    def observed(self, observed: list[Any], mmu: int | None) -> tuple[list[tuple], list[Any]]:
         """The comparable records of an operation's observations, and those observations.
 
-        :param observed: the builder's ``Observed`` records of the operation.
+        :param observed: the operations layer's ``Observed`` records of the operation.
         :param mmu: the ``struct kvm_s2_mmu *`` of the operation's root, when known:
             a TLBI naming another one is not the one the model predicts.
         """
         off = self.table_offset
-        kinds = self.kinds
-        out: list[Seen] = []
+        out: list[tuple] = []
         used: list[Any] = []
         for o in observed:
             e = o.effect
-            t = type(e)
-            name = t.__name__
+            name = type(e).__name__
             if name == "Get":
-                if "get" not in kinds:
+                if not self._get:
                     continue
-                s = Seen("get", None, e.pa - off)
+                s: tuple = ("get", None, e.pa - off, None)
             elif name == "Put":
-                if "put" not in kinds:
+                if not self._put:
                     continue
-                s = Seen("put", None, e.pa - off)
+                s = ("put", None, e.pa - off, None)
             elif name == "PageCount":
-                if "page_count" not in kinds:
+                if not self._count:
                     continue
-                s = Seen("page_count", None, e.pa - off, e.count)
-            elif t is Tlbi:
-                if "tlbi" not in kinds:
+                s = ("page_count", None, e.pa - off, e.count)
+            elif name == "Tlbi":
+                if not self._tlbi:
                     continue
                 kind = e.kind
                 if mmu is not None and o.mmu is not None and o.mmu != mmu:
                     kind = f"{kind} for mmu {o.mmu:#x}"
-                s = Seen("tlbi", kind, e.ipa, e.level)
-            elif t is Cmo:
-                if "cmo:" + e.kind not in kinds:
+                s = ("tlbi", kind, e.ipa, e.level)
+            elif name == "Cmo":
+                if e.kind not in self._cmo:
                     continue
                 pa = e.pa - self.cmo_offset if self.cmo_offset is not None else e.pa
-                s = Seen("cmo", e.kind, pa, e.size)
-            elif t is Alloc:
-                if ("alloc" if e.size is None else "alloc_exact") not in kinds:
+                s = ("cmo", e.kind, pa, e.size)
+            elif name == "Alloc":
+                if not (self._alloc if e.size is None else self._alloc_exact):
                     continue
-                s = Seen("alloc", None, e.pa - off, e.size)
-            elif t is AllocFail:
-                if "alloc" not in kinds and "alloc_exact" not in kinds:
+                s = ("alloc", None, e.pa - off, e.size)
+            elif name == "AllocFail":
+                if not (self._alloc or self._alloc_exact):
                     continue
                 s = _ALLOC_FAIL
-            elif t is Free:
-                if "free_exact" not in kinds:
+            elif name == "Free":
+                if not self._free_exact:
                     continue
-                s = Seen("free", None, e.pa - off, e.size)
+                s = ("free", None, e.pa - off, e.size)
             else:
                 continue  # 6.6+ records (range flush requests, unlinked tables, RCU)
             out.append(s)
             used.append(o)
         return out, used
 
-    def learn_cmo_offset(self, predicted: list[Seen], observed: list[Seen],
+    def learn_cmo_offset(self, predicted: list[tuple], observed: list[tuple],
                          used: list[Any]) -> bool:
         """Learn the kernel's linear-map offset from the first CMO pair; True if learnt now.
 
@@ -220,17 +228,15 @@ class Translator:
         """
         if self.cmo_offset is not None:
             return False
-        pc = [s for s in predicted if s.ev == "cmo"]
-        oc = [(i, s) for i, s in enumerate(observed) if s.ev == "cmo"]
+        pc = [s for s in predicted if s[0] == "cmo"]
+        oc = [(i, s) for i, s in enumerate(observed) if s[0] == "cmo"]
         if not pc or not oc:
             return False
         first = oc[0][1]
-        assert first.addr is not None and pc[0].addr is not None
-        self.cmo_offset = first.addr - pc[0].addr
+        self.cmo_offset = first[2] - pc[0][2]
         self.cmo_offset_index = used[oc[0][0]].index
         for i, s in oc:
-            assert s.addr is not None
-            observed[i] = s._replace(addr=s.addr - self.cmo_offset)
+            observed[i] = (s[0], s[1], s[2] - self.cmo_offset, s[3])
         return True
 
     def effect(self, o: Any) -> Any:
@@ -246,8 +252,13 @@ class Translator:
         return e
 
 
-def merge(predicted: list[Any], where: list[int], pseen: list[Seen], oseen: list[Seen],
-          used: list[Any], translator: Translator, default_index: int
+def as_seen(record: tuple) -> Seen:
+    """A comparable record as a :class:`Seen` (for reports)."""
+    return Seen(*record)
+
+
+def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: list[tuple],
+          used: list[Any], comparer: Comparer, default_index: int
           ) -> tuple[list[Any], list[int]]:
     """The merged effect stream of one operation, and the event index of each effect.
 
@@ -265,14 +276,16 @@ def merge(predicted: list[Any], where: list[int], pseen: list[Seen], oseen: list
     merged stream itself gives.
     """
     if pseen == oseen:
-        slot = {pos: used[k].index for k, pos in enumerate(where)}
         out: list[Any] = []
         idx: list[int] = []
         last = default_index
+        k = 0
+        nxt = where[0] if where else -1
         for i, e in enumerate(predicted):
-            j = slot.get(i)
-            if j is not None:
-                last = j
+            if i == nxt:
+                last = used[k].index
+                k += 1
+                nxt = where[k] if k < len(where) else -1
             if type(e) is PageCount:
                 continue
             out.append(e)
@@ -304,7 +317,7 @@ def merge(predicted: list[Any], where: list[int], pseen: list[Seen], oseen: list
         nonlocal last
         for j in js:
             o = used[j]
-            e = translator.effect(o)
+            e = comparer.effect(o)
             t = type(e)
             if t is Get or t is Put:
                 count = counts.get(e.pa, 1) + (1 if t is Get else -1)

@@ -39,10 +39,11 @@ from ptreplay.errors import InputError
 from ptreplay.model.geometry import granule_for
 from ptreplay.model.memory import Platform
 from ptreplay.model.profiles import PROFILES, Profile
-from ptreplay.stage2.compare import Seen, Translator, merge, predicted_seen
+from ptreplay.stage2.compare import Comparer, merge
 from ptreplay.stage2.kernels import KernelInfo
 from ptreplay.stage2.operations import (
     CONCURRENT,
+    LOST_EVENTS,
     NO_ENTRY,
     UNCERTAIN_FLAGS,
     Gap,
@@ -52,7 +53,8 @@ from ptreplay.stage2.operations import (
 )
 from ptreplay.stage2.platform import Feature, PlatformEvidence, PlatformFeatures
 from ptreplay.stage2.rootmodel import RootModel
-from ptreplay.stage2.source import TLBI_PROBES, Stage2Trace
+from ptreplay.stage2.source import TLBI_PROBES, ScanEvent, Stage2Trace
+from ptreplay.trace import LOST
 
 __all__ = [
     "ReplayConfig",
@@ -119,8 +121,8 @@ class ReplayStep:
     model: RootModel | None
     predicted: list[Any] = field(default_factory=list)
     predicted_ret: Any = NotImplemented
-    pseen: list[Seen] = field(default_factory=list)
-    oseen: list[Seen] = field(default_factory=list)
+    pseen: list[tuple] = field(default_factory=list)
+    oseen: list[tuple] = field(default_factory=list)
     used: list[Any] = field(default_factory=list)
     merged: list[Any] = field(default_factory=list)
     merged_index: list[int] = field(default_factory=list)
@@ -170,7 +172,7 @@ class _Engine:
         self.page_size = platform.granule.page_size
         self.models: dict[int, RootModel] = {}
         self.linear_offset: int | None = None
-        self.translator: Translator | None = None
+        self.comparer: Comparer | None = None
         self.stats: dict[str, int] = {}
         #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id).
         self.adopted: list[tuple[int, int, int]] = []
@@ -183,7 +185,7 @@ class _Engine:
         """``VA - PA`` of table pages: the first one seen lands in the middle of 48 bits."""
         if self.linear_offset is None:
             self.linear_offset = (va & ~0xFFF) - (1 << 47)
-            self.translator = Translator(self.linear_offset, self.kinds)
+            self.comparer = Comparer(self.linear_offset, self.kinds)
         return self.linear_offset
 
     def _fresh(self, npages: int) -> int:
@@ -317,14 +319,14 @@ class _Engine:
 
     def _compare(self, op: Operation, model: RootModel, effects: list[Any], ret: Any,
                  index: int) -> ReplayStep:
-        translator = self.translator
-        assert translator is not None
-        pseen, where = predicted_seen(effects, self.kinds)
+        comparer = self.comparer
+        assert comparer is not None
+        pseen, where = comparer.predicted(effects)
         root = self.replay.roots.get(model.root_id)
-        oseen, used = translator.seen(op.effects, root.mmu if root is not None else None)
-        if translator.cmo_offset is None:
-            translator.learn_cmo_offset(pseen, oseen, used)
-        merged, merged_index = merge(effects, where, pseen, oseen, used, translator, index)
+        oseen, used = comparer.observed(op.effects, root.mmu if root is not None else None)
+        if comparer.cmo_offset is None:
+            comparer.learn_cmo_offset(pseen, oseen, used)
+        merged, merged_index = merge(effects, where, pseen, oseen, used, comparer, index)
         step = ReplayStep(op, model, effects, ret, pseen, oseen, used, merged, merged_index)
         if step.diverges:
             self._count("divergent_ops")
@@ -335,12 +337,12 @@ class _Engine:
         self._count("unreplayed")
         if op.root is not None and op.root in self.models:
             self.models[op.root].forget()
-        translator = self.translator
+        comparer = self.comparer
         merged: list[Any] = []
         index: list[int] = []
-        if translator is not None:
+        if comparer is not None:
             for o in op.effects:
-                e = translator.effect(o)
+                e = comparer.effect(o)
                 if type(e).__name__ != "PageCount":
                     merged.append(e)
                     index.append(o.index)
@@ -410,9 +412,9 @@ class Replay:
         return self.engine.linear_offset if self.engine is not None else None
 
     @property
-    def translator(self) -> Translator | None:
+    def comparer(self) -> Comparer | None:
         """Observed -> comparable records (holds the learnt kernel linear-map offset)."""
-        return self.engine.translator if self.engine is not None else None
+        return self.engine.comparer if self.engine is not None else None
 
     @property
     def adopted(self) -> list[tuple[int, int, int]]:
@@ -434,12 +436,18 @@ class Replay:
             self._start()
             held = None
         progress = self.progress
+        keys = self.trace.fields
         n = 0
-        for ev in self.trace.events():
-            handlers[ev.name](ev)
-            n += 1
-            if not n & 0x3FFF and progress is not None:
-                progress(n)
+        # Stage2Trace.events(), inlined: one generator less per event.
+        for ts, cpu, name, vals in self.trace.trace.scan(keys, lost=True):
+            if name is LOST:
+                handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
+            else:
+                fields = dict(zip(keys[name], vals, strict=True))
+                handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
+                n += 1
+                if not n & 0x3FFF and progress is not None:
+                    progress(n)
             if ready:
                 for rec in ready:
                     if held is None:

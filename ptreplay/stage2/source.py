@@ -77,6 +77,10 @@ OBSERVABLE_BY_PROBE: dict[str, tuple[str, ...]] = {
 TLBI_PROBES = ("__kvm_tlb_flush_vmid_ipa", "__kvm_tlb_flush_vmid")
 
 
+# Probe header fields nobody reads (the probed address, the return site).
+_PROBE_META = frozenset(["__probe_ip", "__probe_func", "__probe_ret_ip"])
+
+
 class Stage2Trace:
     """A trace read for stage-2 replay.
 
@@ -88,7 +92,8 @@ class Stage2Trace:
         self.source = trace.source
         self.page_size = trace.info.page_size or 4096
         formats = trace.formats
-        #: event name -> field names read (``common_pid`` first).
+        #: event name -> field names read (``common_pid`` first; the events' ``fields``
+        #: dicts hold it too).
         self.fields: dict[str, tuple[str, ...]] = {}
         self._names: set[str] = set()
         handlers = OperationBuilder(self.page_size)._handlers
@@ -99,9 +104,7 @@ class Stage2Trace:
                 continue
             fmt = formats.get(ev_id)
             self.fields[name] = ("common_pid",) + tuple(
-                f.name for f in fmt.fields if f.name != "__probe_ip")
-        #: events read per name (after :meth:`events` ran).
-        self.read_counts: dict[str, int] = {}
+                f.name for f in fmt.fields if f.name not in _PROBE_META)
 
     # --- what the trace is ------------------------------------------------------------
 
@@ -149,21 +152,15 @@ class Stage2Trace:
         :data:`~ptreplay.stage2.operations.LOST_EVENTS` carrying the ordinal of the
         next event read and ``fields["count"]`` (-1 when unknown).
         """
-        fields = self.fields
-        names = {name: names[1:] for name, names in fields.items()}
-        counts: dict[str, int] = dict.fromkeys(fields, 0)
+        keys = self.fields
         ordinal = 0
-        try:
-            for ts, cpu, name, vals in self.trace.scan(fields, lost=True):
-                if name is LOST:
-                    yield ScanEvent(ordinal, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]})
-                    continue
-                yield ScanEvent(ordinal, cpu, ts, vals[0], name,
-                                dict(zip(names[name], vals[1:], strict=True)))
-                counts[name] += 1
-                ordinal += 1
-        finally:
-            self.read_counts = counts
+        for ts, cpu, name, vals in self.trace.scan(keys, lost=True):
+            if name is LOST:
+                yield ScanEvent(ordinal, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]})
+                continue
+            fields = dict(zip(keys[name], vals, strict=True))
+            yield ScanEvent(ordinal, cpu, ts, vals[0], name, fields)
+            ordinal += 1
 
     def event_indexes(self, ordinals: Iterable[int]) -> dict[int, int]:
         """Event index in the whole trace of each event ordinal (see :meth:`events`).
