@@ -36,6 +36,9 @@ __all__ = [
     "Comparer",
     "as_seen",
     "merge",
+    "Difference",
+    "differences",
+    "describe",
 ]
 
 
@@ -191,8 +194,8 @@ class Comparer:
                     continue
                 s = ("page_count", None, e.pa - off, e.count)
             elif name == "Tlbi":
-                if not self._tlbi:
-                    continue
+                # Compared even when TLB invalidations were assumed invisible (nVHE):
+                # one that fires contradicts the assumption.
                 kind = e.kind
                 if mmu is not None and o.mmu is not None and o.mmu != mmu:
                     kind = f"{kind} for mmu {o.mmu:#x}"
@@ -351,3 +354,58 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: lis
         idx.append(last)
     put_in(tail)
     return out, idx
+
+
+class Difference(NamedTuple):
+    """One place where observed and predicted effects of an operation differ.
+
+    :param tag: ``missing`` (predicted, not observed), ``unexpected`` (observed, not
+        predicted) or ``changed`` (observed other effects where the model predicts these).
+    :param predicted: / ``observed``: the comparable records involved.
+    :param index: the event ordinal it is anchored at: the first observation involved;
+        for a missing effect, the observation before the place where it is missing
+        (or the operation's first event), with ``after`` True: the effect is missing
+        right after that event.
+    :param ts: the timestamp of that event.
+    :param related: ordinals of the observations involved.
+    """
+
+    tag: str
+    predicted: tuple[tuple, ...]
+    observed: tuple[tuple, ...]
+    index: int  # type: ignore[assignment]  # shadows tuple.index
+    after: bool
+    ts: int | None
+    related: tuple[int, ...]
+
+
+_TAGS = {"delete": "missing", "insert": "unexpected", "replace": "changed"}
+
+
+def differences(pseen: list[tuple], oseen: list[tuple], used: list[Any],
+                default_index: int, default_ts: int | None = None) -> list[Difference]:
+    """Where ``oseen`` differs from ``pseen`` (longest matching blocks aligned).
+
+    :param default_index: / ``default_ts``: the operation's first event.
+    """
+    if pseen == oseen:
+        return []
+    out = []
+    matcher = SequenceMatcher(None, pseen, oseen, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if j2 > j1:
+            anchor, ts, after = used[j1].index, used[j1].ts, False
+        elif j1 > 0:
+            anchor, ts, after = used[j1 - 1].index, used[j1 - 1].ts, True
+        else:
+            anchor, ts, after = default_index, default_ts, True
+        out.append(Difference(_TAGS[tag], tuple(pseen[i1:i2]), tuple(oseen[j1:j2]), anchor,
+                              after, ts, tuple(o.index for o in used[j1:j2])))
+    return out
+
+
+def describe(records: tuple[tuple, ...]) -> str:
+    """Comparable records as JSON objects, for one line of text."""
+    return " ".join(as_seen(r).to_json() for r in records)

@@ -39,7 +39,7 @@ from ptreplay.errors import InputError
 from ptreplay.model.geometry import granule_for
 from ptreplay.model.memory import Platform
 from ptreplay.model.profiles import PROFILES, Profile
-from ptreplay.stage2.compare import Comparer, merge
+from ptreplay.stage2.compare import Comparer, Difference, differences, merge
 from ptreplay.stage2.kernels import KernelInfo
 from ptreplay.stage2.operations import (
     CONCURRENT,
@@ -149,6 +149,13 @@ class ReplayStep:
     def diverges(self) -> bool:
         """Return value or effects differ."""
         return self.ret_diverges or self.effects_diverge
+
+    def differences(self) -> list[Difference]:
+        """Where the observed effects differ from the prediction (see
+        :func:`~ptreplay.stage2.compare.differences`)."""
+        if self.predicted_ret is NotImplemented:
+            return []
+        return differences(self.pseen, self.oseen, self.used, self.index, self.op.ts)
 
 
 def _same_ret(observed: Any, predicted: Any) -> bool:
