@@ -80,7 +80,8 @@ def test_regions_match_a_set_of_points(ops: list[tuple[bool, int, int]]) -> None
         covered = {p for a, b in regions.ranges for p in range(a, b)}
         assert covered == points
         assert all(a < b for a, b in regions.ranges)
-        assert all(b < a2 for (_a, b), (a2, _b) in zip(regions.ranges, regions.ranges[1:]))
+        pairs = zip(regions.ranges, regions.ranges[1:], strict=False)
+        assert all(b < a2 for (_a, b), (a2, _b) in pairs)
         for lo2 in range(0, 80, 7):
             assert regions.overlaps(lo2, lo2 + 3) == bool(points & set(range(lo2, lo2 + 3)))
 
