@@ -5,15 +5,19 @@ page_count, allocations, frees, cache maintenance, TLB invalidations where
 they fire) and not others (entry stores, barriers). For each operation this
 module
 
-* turns the model's predicted effects and the trace's observed effects into
-  comparable records, :class:`Seen`, restricted to the kinds the trace
-  observes, in one address space (the model's physical addresses: table
-  pages through the replay's linear map, cache maintenance through the
-  kernel's linear map learnt from the first observation);
-* and builds the *merged* stream the checkers run on: the model's effects,
-  with every effect of an observed kind replaced by what the trace observed
-  (a missing TLBI or put_page is missing from the merged stream too, an
-  extra one is there), each with the event index it comes from.
+* turns the model's predicted effects into comparable records (``(ev, kind,
+  addr, n)`` tuples, :class:`Seen` in reports), restricted to the kinds the
+  trace observes, with the addresses the kernel used: a table page's kernel
+  virtual address is the model's (its PA plus the replay's linear offset),
+  and the page a cache maintenance call touched is the model's PA plus the
+  kernel's linear-map offset, learnt from the first call the model predicted
+  and the trace observed (and checked by every later one). The trace's
+  observations come as such records already (:mod:`ptreplay.stage2.records`);
+* finds where the two differ (:func:`differences`);
+* and builds the *merged* stream the checkers run on (:func:`merge`): the
+  model's effects, with every effect of an observed kind replaced by what the
+  trace observed (a missing TLBI or put_page is missing from the merged stream
+  too, an extra one is there), each with the event ordinal it comes from.
 
 Observed kinds are named as in :data:`ptreplay.stage2.source.OBSERVABLE_BY_PROBE`
 (``alloc``, ``alloc_exact``, ``free_exact``, ``get``, ``put``, ``page_count``,
@@ -25,6 +29,7 @@ observed that ``put``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from difflib import SequenceMatcher
 from typing import Any, NamedTuple
 
@@ -60,13 +65,10 @@ class PageCount(NamedTuple):
 class Seen(NamedTuple):
     """One effect in comparable form (the same for predicted and observed).
 
-    ``ev`` comes first so that two records of different kinds never compare
-    equal (NamedTuples compare as plain tuples).
-
     :param ev: ``alloc``, ``alloc_fail``, ``free``, ``get``, ``put``,
-        ``page_count``, ``cmo``, ``tlbi``, or ``other``.
+        ``page_count``, ``cmo`` or ``tlbi``.
     :param kind: the CMO or TLBI kind (``dcache_clean_inval_poc``, ``vmid_ipa``).
-    :param addr: PA (table page, cache maintenance) or IPA (TLBI).
+    :param addr: kernel virtual address (table page, cache maintenance) or IPA (TLBI).
     :param n: size (alloc, free, cmo), count (page_count) or level (TLBI).
     """
 
@@ -81,7 +83,7 @@ class Seen(NamedTuple):
         if self.kind is not None:
             parts.append(f'"kind":"{self.kind}"')
         if self.addr is not None:
-            key = "ipa" if self.ev == "tlbi" else "pa"
+            key = "ipa" if self.ev == "tlbi" else "va"
             parts.append(f'"{key}":"{self.addr:#x}"')
         if self.n is not None:
             if self.ev in ("alloc", "free", "cmo"):
@@ -93,19 +95,25 @@ class Seen(NamedTuple):
         return "{" + ",".join(parts) + "}"
 
 
+def as_seen(record: tuple) -> Seen:
+    """A comparable record as a :class:`Seen` (for reports)."""
+    return Seen(*record)
+
+
+def describe(records: tuple[tuple, ...]) -> str:
+    """Comparable records as JSON objects, for one line of text."""
+    return " ".join(as_seen(r).to_json() for r in records)
+
+
 _ALLOC_FAIL = ("alloc_fail", None, None, None)
 
 
 class Comparer:
-    """Turns predicted and observed effects into comparable records, in the model's addresses.
-
-    Comparable records are plain tuples ``(ev, kind, addr, n)`` (the fields of
-    :class:`Seen`, which :func:`as_seen` makes of them for reports): cheap to
-    build and to compare, and two records of different kinds never compare equal.
+    """Predicted effects as comparable records, and observations as model effects.
 
     :param table_offset: ``VA - PA`` of table pages in the replay (the model's
         ``Machine.linear_offset``).
-    :param kinds: the observed kinds; effects of other kinds are not compared.
+    :param kinds: the observed kinds; predicted effects of other kinds are not compared.
     """
 
     def __init__(self, table_offset: int, kinds: frozenset[str]) -> None:
@@ -122,7 +130,7 @@ class Comparer:
         #: ``VA - PA`` of the kernel's linear map, learnt from the first cache
         #: maintenance the model predicted and the trace observed.
         self.cmo_offset: int | None = None
-        #: event index of that first observation.
+        #: event ordinal of that first observation.
         self.cmo_offset_index: int | None = None
 
     def predicted(self, effects: list[Any]) -> tuple[list[tuple], list[int]]:
@@ -130,21 +138,23 @@ class Comparer:
 
         :param effects: the model's effects for one operation (with :class:`PageCount`).
         """
+        off = self.table_offset
+        cmo_off = self.cmo_offset or 0
         out: list[tuple] = []
         where: list[int] = []
         for i, e in enumerate(effects):
             t = type(e)
             if t is Get:
                 if self._get:
-                    out.append(("get", None, e.pa, None))
+                    out.append(("get", None, e.pa + off, None))
                     where.append(i)
             elif t is Put:
                 if self._put:
-                    out.append(("put", None, e.pa, None))
+                    out.append(("put", None, e.pa + off, None))
                     where.append(i)
             elif t is PageCount:
                 if self._count:
-                    out.append(("page_count", None, e.pa, e.count))
+                    out.append(("page_count", None, e.pa + off, e.count))
                     where.append(i)
             elif t is Tlbi:
                 if self._tlbi:
@@ -152,11 +162,11 @@ class Comparer:
                     where.append(i)
             elif t is Cmo:
                 if e.kind in self._cmo:
-                    out.append(("cmo", e.kind, e.pa, e.size))
+                    out.append(("cmo", e.kind, e.pa + cmo_off, e.size))
                     where.append(i)
             elif t is Alloc:
                 if self._alloc if e.size is None else self._alloc_exact:
-                    out.append(("alloc", None, e.pa, e.size))
+                    out.append(("alloc", None, e.pa + off, e.size))
                     where.append(i)
             elif t is AllocFail:
                 if self._alloc:
@@ -164,129 +174,81 @@ class Comparer:
                     where.append(i)
             elif t is Free:
                 if e.size is not None and self._free_exact:
-                    out.append(("free", None, e.pa, e.size))
+                    out.append(("free", None, e.pa + off, e.size))
                     where.append(i)
         return out, where
 
-    def observed(self, observed: list[Any], mmu: int | None) -> tuple[list[tuple], list[Any]]:
-        """The comparable records of an operation's observations, and those observations.
-
-        :param observed: the operations layer's ``Observed`` records of the operation.
-        :param mmu: the ``struct kvm_s2_mmu *`` of the operation's root, when known:
-            a TLBI naming another one is not the one the model predicts.
-        """
-        off = self.table_offset
-        out: list[tuple] = []
-        used: list[Any] = []
-        for o in observed:
-            e = o.effect
-            name = type(e).__name__
-            if name == "Get":
-                if not self._get:
-                    continue
-                s: tuple = ("get", None, e.pa - off, None)
-            elif name == "Put":
-                if not self._put:
-                    continue
-                s = ("put", None, e.pa - off, None)
-            elif name == "PageCount":
-                if not self._count:
-                    continue
-                s = ("page_count", None, e.pa - off, e.count)
-            elif name == "Tlbi":
-                # Compared even when TLB invalidations were assumed invisible (nVHE):
-                # one that fires contradicts the assumption.
-                kind = e.kind
-                if mmu is not None and o.mmu is not None and o.mmu != mmu:
-                    kind = f"{kind} for mmu {o.mmu:#x}"
-                s = ("tlbi", kind, e.ipa, e.level)
-            elif name == "Cmo":
-                if e.kind not in self._cmo:
-                    continue
-                pa = e.pa - self.cmo_offset if self.cmo_offset is not None else e.pa
-                s = ("cmo", e.kind, pa, e.size)
-            elif name == "Alloc":
-                if not (self._alloc if e.size is None else self._alloc_exact):
-                    continue
-                s = ("alloc", None, e.pa - off, e.size)
-            elif name == "AllocFail":
-                if not (self._alloc or self._alloc_exact):
-                    continue
-                s = _ALLOC_FAIL
-            elif name == "Free":
-                if not self._free_exact:
-                    continue
-                s = ("free", None, e.pa - off, e.size)
-            else:
-                continue  # 6.6+ records (range flush requests, unlinked tables, RCU)
-            out.append(s)
-            used.append(o)
-        return out, used
-
-    def learn_cmo_offset(self, predicted: list[tuple], observed: list[tuple],
-                         used: list[Any]) -> bool:
+    def learn_cmo_offset(self, predicted: list[tuple], observed: tuple[tuple, ...],
+                         observed_index: tuple[int, ...]) -> bool:
         """Learn the kernel's linear-map offset from the first CMO pair; True if learnt now.
 
-        The observed records' CMO addresses are then rewritten in place.
+        The predicted records' CMO addresses are then rewritten in place.
         """
         if self.cmo_offset is not None:
             return False
-        pc = [s for s in predicted if s[0] == "cmo"]
+        pc = [(i, s) for i, s in enumerate(predicted) if s[0] == "cmo"]
         oc = [(i, s) for i, s in enumerate(observed) if s[0] == "cmo"]
         if not pc or not oc:
             return False
-        first = oc[0][1]
-        self.cmo_offset = first[2] - pc[0][2]
-        self.cmo_offset_index = used[oc[0][0]].index
-        for i, s in oc:
-            observed[i] = (s[0], s[1], s[2] - self.cmo_offset, s[3])
+        self.cmo_offset = oc[0][1][2] - pc[0][1][2]
+        self.cmo_offset_index = observed_index[oc[0][0]]
+        for i, s in pc:
+            predicted[i] = (s[0], s[1], s[2] + self.cmo_offset, s[3])
         return True
 
-    def effect(self, o: Any) -> Any:
-        """An observation as an effect of :mod:`ptreplay.effects` in the model's addresses."""
-        e = o.effect
+    def effect(self, record: tuple, count: Callable[[int, int], int]) -> Any:
+        """An observed record as an effect of :mod:`ptreplay.effects` in the model's
+        addresses (``None`` for a page count, which is not an effect).
+
+        :param count: ``(pa, +1 or -1) -> count after`` for a get/put, whose count the
+            trace does not show.
+        """
+        ev, kind, addr, n = record
         off = self.table_offset
-        t = type(e)
-        name = t.__name__
-        if name in ("Get", "Put", "Alloc", "Free"):
-            return e._replace(pa=e.pa - off)
-        if t is Cmo and self.cmo_offset is not None:
-            return e._replace(pa=e.pa - self.cmo_offset)
-        return e
+        if ev == "get":
+            return Get(addr - off, count(addr - off, 1))
+        if ev == "put":
+            return Put(addr - off, count(addr - off, -1))
+        if ev == "tlbi":
+            return Tlbi(kind.split(" ", 1)[0], addr, n)
+        if ev == "cmo":
+            return Cmo(kind, addr - (self.cmo_offset or 0), n)
+        if ev == "alloc":
+            return Alloc(addr - off, n)
+        if ev == "alloc_fail":
+            return AllocFail()
+        if ev == "free":
+            return Free(addr - off, n)
+        return None
 
 
-def as_seen(record: tuple) -> Seen:
-    """A comparable record as a :class:`Seen` (for reports)."""
-    return Seen(*record)
-
-
-def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: list[tuple],
-          used: list[Any], comparer: Comparer, default_index: int
-          ) -> tuple[list[Any], list[int]]:
-    """The merged effect stream of one operation, and the event index of each effect.
+def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tuple[tuple, ...],
+          oindex: tuple[int, ...], comparer: Comparer, default_index: int,
+          count_of: Callable[[int], int]) -> tuple[list[Any], list[int]]:
+    """The merged effect stream of one operation, and the event ordinal of each effect.
 
     :param predicted: the model's effects (with :class:`PageCount` records).
     :param where: positions in ``predicted`` of the comparable records ``pseen``.
-    :param oseen: the observed comparable records; ``used`` the observations behind them.
-    :param default_index: the index of effects before the first observation (the
-        operation's entry event).
+    :param oseen: the observed records; ``oindex`` their event ordinals.
+    :param default_index: the ordinal of effects before the first observation (the
+        operation's first event).
+    :param count_of: the model's refcount of a table page (by PA) after the operation,
+        the base for the count of an observed get/put the model did not predict.
 
     Effects of observed kinds come from the observation (a predicted one the
     trace did not show is left out, an observed one the model did not predict is
     put in, after the last predicted effect before it); other effects come from
-    the prediction, at the index of the last observation before them. Counts of
-    observed get/put are the model's where the two agree, else the count the
-    merged stream itself gives.
+    the prediction, at the ordinal of the last observation before them.
     """
-    if pseen == oseen:
-        out: list[Any] = []
-        idx: list[int] = []
-        last = default_index
+    out: list[Any] = []
+    idx: list[int] = []
+    last = default_index
+    if pseen == list(oseen):
         k = 0
         nxt = where[0] if where else -1
         for i, e in enumerate(predicted):
             if i == nxt:
-                last = used[k].index
+                last = oindex[k]
                 k += 1
                 nxt = where[k] if k < len(where) else -1
             if type(e) is PageCount:
@@ -294,45 +256,40 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: lis
             out.append(e)
             idx.append(last)
         return out, idx
-    keep: dict[int, int] = {}  # predicted position -> observed event index
-    before: dict[int, list[int]] = {}  # predicted position -> observations inserted before it
+    keep: dict[int, int] = {}  # predicted position -> observed event ordinal
+    before: dict[int, list[int]] = {}  # predicted position -> observations put in before it
     tail: list[int] = []
-    matcher = SequenceMatcher(None, pseen, oseen, autojunk=False)
+    matcher = SequenceMatcher(None, pseen, list(oseen), autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             for k in range(i2 - i1):
-                keep[where[i1 + k]] = used[j1 + k].index
+                keep[where[i1 + k]] = oindex[j1 + k]
             continue
         if j2 > j1:
-            at = where[i1] if i1 < len(where) else None
-            if at is None:
-                tail.extend(range(j1, j2))
+            if i1 < len(where):
+                before.setdefault(where[i1], []).extend(range(j1, j2))
             else:
-                before.setdefault(at, []).extend(range(j1, j2))
+                tail.extend(range(j1, j2))
     counts: dict[int, int] = {}
-    out = []
-    idx = []
-    last = default_index
-    dropped_put: set[int] = set()
-    positions = set(where)
+
+    def count(pa: int, delta: int) -> int:
+        value = counts.get(pa)
+        if value is None:
+            value = count_of(pa) - delta
+        counts[pa] = value + delta
+        return value + delta
 
     def put_in(js: list[int]) -> None:
         nonlocal last
         for j in js:
-            o = used[j]
-            e = comparer.effect(o)
-            t = type(e)
-            if t is Get or t is Put:
-                count = counts.get(e.pa, 1) + (1 if t is Get else -1)
-                e = e._replace(count=count)
-                counts[e.pa] = count
-            elif type(e).__name__ == "PageCount":
-                last = o.index
-                continue
-            out.append(e)
-            last = o.index
-            idx.append(last)
+            last = oindex[j]
+            e = comparer.effect(oseen[j], count)
+            if e is not None:
+                out.append(e)
+                idx.append(last)
 
+    positions = set(where)
+    dropped_put: set[int] = set()
     for i, e in enumerate(predicted):
         if i in before:
             put_in(before[i])
@@ -382,30 +339,28 @@ class Difference(NamedTuple):
 _TAGS = {"delete": "missing", "insert": "unexpected", "replace": "changed"}
 
 
-def differences(pseen: list[tuple], oseen: list[tuple], used: list[Any],
-                default_index: int, default_ts: int | None = None) -> list[Difference]:
+def differences(pseen: list[tuple], oseen: tuple[tuple, ...], oindex: tuple[int, ...],
+                ots: tuple[int, ...], default_index: int,
+                default_ts: int | None = None) -> list[Difference]:
     """Where ``oseen`` differs from ``pseen`` (longest matching blocks aligned).
 
+    :param oindex: / ``ots``: event ordinal and timestamp of each observation.
     :param default_index: / ``default_ts``: the operation's first event.
     """
-    if pseen == oseen:
+    seen = list(oseen)
+    if pseen == seen:
         return []
     out = []
-    matcher = SequenceMatcher(None, pseen, oseen, autojunk=False)
+    matcher = SequenceMatcher(None, pseen, seen, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
         if j2 > j1:
-            anchor, ts, after = used[j1].index, used[j1].ts, False
+            anchor, ts, after = oindex[j1], ots[j1], False
         elif j1 > 0:
-            anchor, ts, after = used[j1 - 1].index, used[j1 - 1].ts, True
+            anchor, ts, after = oindex[j1 - 1], ots[j1 - 1], True
         else:
             anchor, ts, after = default_index, default_ts, True
-        out.append(Difference(_TAGS[tag], tuple(pseen[i1:i2]), tuple(oseen[j1:j2]), anchor,
-                              after, ts, tuple(o.index for o in used[j1:j2])))
+        out.append(Difference(_TAGS[tag], tuple(pseen[i1:i2]), tuple(seen[j1:j2]), anchor,
+                              after, ts, tuple(oindex[j1:j2])))
     return out
-
-
-def describe(records: tuple[tuple, ...]) -> str:
-    """Comparable records as JSON objects, for one line of text."""
-    return " ".join(as_seen(r).to_json() for r in records)

@@ -3,28 +3,34 @@
 A trace (trace.dat or raw tracefs copy) becomes, in one streaming pass:
 
 1. events, read through the fast path with exactly the events needed
-   (:class:`~ptreplay.stage2.source.Stage2Trace`);
-2. operations with their observed effects
-   (:class:`~ptreplay.stage2.operations.OperationBuilder`);
-3. per stage-2 root a model (:class:`~ptreplay.stage2.rootmodel.RootModel`)
+   (:class:`~ptreplay.stage2.source.Stage2Trace`), and operations with their
+   observed effects (:class:`~ptreplay.stage2.operations.OperationBuilder`),
+   in this process or a reader process (:class:`~ptreplay.stage2.feed.Feed`),
+   as compact records (:class:`~ptreplay.stage2.records.OpRecord`);
+2. per stage-2 root a model (:class:`~ptreplay.stage2.rootmodel.RootModel`)
    that replays each operation and predicts its effects and return value;
-4. one :class:`ReplayStep` per operation: the prediction, the observation,
+3. one :class:`ReplayStep` per operation: the prediction, the observation,
    their comparable forms (:mod:`ptreplay.stage2.compare`), the merged stream
    the checkers run on, and whether the result depends on state the trace did
    not show (``uncertain``).
 
 The kernel profile comes from the trace (uname, probe layout) unless given.
 The platform features that change the kernel's path (stage-2 FWB, whether
-TLB invalidations are visible (VHE), hardware AF management) are inferred
-from the trace (:mod:`ptreplay.stage2.platform`) unless given: operations
-are held back (at most ``lookahead`` of them) until the trace has shown
-FWB and VHE, then the replay starts with those values; a feature the trace
-has not shown by then is assumed (FWB off, TLB invalidations not visible)
-and reported as assumed. Hardware AF management is decided per leaf as the
-trace reveals it (see :mod:`ptreplay.stage2.rootmodel`); without an option
-it is adopted only while the trace has shown no access-flag fault, and
-every adoption is reported again as a divergence if the trace later shows
-one. A wrong platform value therefore shows up as divergences.
+TLB invalidations are visible (VHE), hardware AF management) come from the
+trace unless given. Operations are held back (at most ``lookahead`` of them)
+while a scratch model replays them with FWB off, until one of them shows FWB
+(an unmap or flush of cacheable memory that did, or did not, clean the data
+cache) and one shows whether TLB invalidations are visible (an operation the
+model says invalidates, and whether the probes fired); then the replay
+starts with those values. A feature the trace has not shown by then is
+assumed (FWB off, invalidations invisible: :mod:`ptreplay.stage2.platform`'s
+inference, else those defaults) and reported as assumed. Hardware AF
+management is decided per leaf as the trace reveals it (see
+:mod:`ptreplay.stage2.rootmodel`); without an option it is adopted only
+while the trace has shown no access-flag fault (``mkyoung``). A wrong
+platform value shows up as divergences: with FWB assumed wrongly, unmaps
+clean (or do not clean) where the model says otherwise; a TLB invalidation
+that fires where they were assumed invisible is an unexpected effect.
 """
 
 from __future__ import annotations
@@ -34,27 +40,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptreplay.effects import Alloc, AllocFail, Cmo, Pte, Tlbi
+from ptreplay.effects import Cmo, Pte, Tlbi
 from ptreplay.errors import InputError
 from ptreplay.model.geometry import granule_for
 from ptreplay.model.memory import Platform
 from ptreplay.model.profiles import PROFILES, Profile
 from ptreplay.stage2.compare import Comparer, Difference, differences, merge
+from ptreplay.stage2.feed import Feed
 from ptreplay.stage2.kernels import KernelInfo
-from ptreplay.stage2.operations import (
-    CONCURRENT,
-    LOST_EVENTS,
-    NO_ENTRY,
-    UNCERTAIN_FLAGS,
-    Gap,
-    Operation,
-    OperationBuilder,
-    Root,
-)
+from ptreplay.stage2.operations import CONCURRENT, NO_ENTRY, UNCERTAIN_FLAGS, Gap, Root
 from ptreplay.stage2.platform import Feature, PlatformEvidence, PlatformFeatures
+from ptreplay.stage2.records import OpRecord
 from ptreplay.stage2.rootmodel import RootModel
-from ptreplay.stage2.source import TLBI_PROBES, ScanEvent, Stage2Trace
-from ptreplay.trace import LOST
+from ptreplay.stage2.source import TLBI_PROBES, Stage2Trace
 
 __all__ = [
     "ReplayConfig",
@@ -77,7 +75,7 @@ _ARGS = {
     "is_young": ("addr",), "destroy": (), "init": (),
 }
 _AF_REVEALED = frozenset(["mkold", "mkyoung", "is_young", "map"])
-_ALLOCS = (Alloc, AllocFail)
+_UNSURE = UNCERTAIN_FLAGS | {CONCURRENT}
 _TOP = 1 << 64
 
 
@@ -92,6 +90,7 @@ class ReplayConfig:
     :param profile: the model profile (``linux-6.1``); None: from the trace.
     :param fwb: / ``hw_af`` / ``vhe``: platform features; None: from the trace.
     :param lookahead: operations held back at most while FWB and VHE are undecided.
+    :param jobs: 2: read the trace in a second process; 1: in this one.
     """
 
     profile: str | None = None
@@ -99,6 +98,7 @@ class ReplayConfig:
     hw_af: bool | None = None
     vhe: bool | None = None
     lookahead: int = 16384
+    jobs: int = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -109,21 +109,19 @@ class ReplayStep:
     :param model: the root's model (None when the operation could not be replayed).
     :param predicted: the model's effects (with ``PageCount`` queries).
     :param predicted_ret: the model's return value; ``NotImplemented`` when not replayed.
-    :param pseen: / ``oseen``: predicted and observed effects in comparable form;
-        ``used`` the observations behind ``oseen``.
+    :param pseen: the predicted effects in comparable form (``op.seen`` are the
+        observed ones).
     :param merged: the effect stream for the checkers; ``merged_index`` the event
         ordinal each effect comes from.
     :param uncertain: the result depends on state the trace did not show; ``why`` says
         which.
     """
 
-    op: Operation
+    op: OpRecord
     model: RootModel | None
     predicted: list[Any] = field(default_factory=list)
     predicted_ret: Any = NotImplemented
     pseen: list[tuple] = field(default_factory=list)
-    oseen: list[tuple] = field(default_factory=list)
-    used: list[Any] = field(default_factory=list)
     merged: list[Any] = field(default_factory=list)
     merged_index: list[int] = field(default_factory=list)
     uncertain: bool = False
@@ -135,6 +133,16 @@ class ReplayStep:
         return self.op.first_index
 
     @property
+    def oseen(self) -> tuple[tuple, ...]:
+        """The observed effects in comparable form."""
+        return self.op.seen
+
+    @property
+    def replayed(self) -> bool:
+        """Whether the model replayed the operation."""
+        return self.predicted_ret is not NotImplemented
+
+    @property
     def ret_diverges(self) -> bool:
         """Whether the observed return value differs from the model's."""
         return self.predicted_ret is not NotImplemented and not _same_ret(
@@ -143,7 +151,7 @@ class ReplayStep:
     @property
     def effects_diverge(self) -> bool:
         """Whether the observed effects differ from the model's (observed kinds only)."""
-        return self.predicted_ret is not NotImplemented and self.pseen != self.oseen
+        return self.predicted_ret is not NotImplemented and self.pseen != list(self.op.seen)
 
     @property
     def diverges(self) -> bool:
@@ -155,7 +163,8 @@ class ReplayStep:
         :func:`~ptreplay.stage2.compare.differences`)."""
         if self.predicted_ret is NotImplemented:
             return []
-        return differences(self.pseen, self.oseen, self.used, self.index, self.op.ts)
+        op = self.op
+        return differences(self.pseen, op.seen, op.seen_index, op.seen_ts, self.index, op.ts)
 
 
 def _same_ret(observed: Any, predicted: Any) -> bool:
@@ -204,61 +213,61 @@ class _Engine:
 
     # --- records --------------------------------------------------------------------------
 
-    def process(self, rec: Operation | Gap) -> Iterator[ReplayStep | Gap]:
-        """Replay one record of the operations layer."""
+    def process(self, rec: OpRecord | Gap) -> list[ReplayStep | Gap]:
+        """Replay one record; returns the steps it completes (an init waits for the next
+        operation of its root, which gives its geometry)."""
         if type(rec) is Gap:
             for model in self.models.values():
                 model.forget()
             self._count("gaps")
-            yield rec
-            return
-        op = rec
-        assert isinstance(op, Operation)
-        if op.kind not in REPLAYED_KINDS or op.root is None:
-            yield self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
-                                   else f"{op.kind} is not modelled")
-            return
+            return [rec]
+        op: OpRecord = rec  # type: ignore[assignment]
+        kind = op.kind
         root_id = op.root
-        pending = self._pending_init.pop(root_id, None)
+        if kind not in REPLAYED_KINDS or root_id is None:
+            return [self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
+                                     else f"{kind} is not modelled")]
+        out: list[ReplayStep | Gap] = []
         model = self.models.get(root_id)
-        fields = op.entry_fields
-        ia_bits, start_level = fields.get("ia_bits"), fields.get("start_level")
-        if model is not None and ia_bits is not None and start_level is not None:
-            if model.provisional and not model.geometry(ia_bits, start_level):
-                self._count("geometry_corrected")
-        if pending is not None:
-            yield pending
-        if op.kind == "init":
-            yield from self._init(op)
-            return
+        if self._pending_init:
+            pending = self._pending_init.pop(root_id, None)
+            if pending is not None:
+                if model is not None and op.ia_bits is not None and \
+                        op.start_level is not None:
+                    self._geometry(model, op)
+                out.append(pending)
+        if kind == "init":
+            out.append(self._init(op))
+            if out[-1] is None:
+                out.pop()
+            return out
         if model is None:
             if op.pgd is None:
-                yield self._unreplayed(op, "the root's pgd is not known")
-                return
+                out.append(self._unreplayed(op, "the root's pgd is not known"))
+                return out
             model = RootModel(root_id, self.profile, self.platform, self._offset(op.pgd),
                               self._fresh, known=False)
-            model.adopt(op.pgd, ia_bits, start_level)
+            model.adopt(op.pgd, op.ia_bits, op.start_level)
             self.models[root_id] = model
+        elif model.provisional and op.ia_bits is not None and op.start_level is not None:
+            self._geometry(model, op)
         if model.pgt is None:
-            yield self._unreplayed(op, "the root's init failed or it was destroyed")
-            return
-        kind = op.kind
+            out.append(self._unreplayed(op, "the root's init failed or it was destroyed"))
+            return out
         args = op.args
         for name in _ARGS[kind]:
             if name not in args:
-                yield self._unreplayed(op, f"the probe does not show {name}")
-                return
+                out.append(self._unreplayed(op, f"the probe does not show {name}"))
+                return out
         why = None
-        flags = op.flags
-        if flags and (not flags.isdisjoint(UNCERTAIN_FLAGS) or CONCURRENT in flags):
+        if op.flags and not _UNSURE.isdisjoint(op.flags):
             why = "the trace's record of the call is incomplete (" + ", ".join(
-                sorted(flags & (UNCERTAIN_FLAGS | {CONCURRENT}))) + ")"
+                f for f in op.flags if f in _UNSURE) + ")"
         if model.unknown:
             lo, hi = _range(kind, args, self.page_size)
             if model.touches_unknown(lo, hi):
-                root = self.replay.roots.get(root_id)
                 why = why or ("it touches IPA space whose earlier state the trace does not show"
-                              if root is None or not root.init_seen
+                              if model.adopted_root and not model.lost
                               else "it touches IPA space whose state is unknown after lost "
                               "events")
         index = op.first_index
@@ -269,8 +278,7 @@ class _Engine:
             hw = model.adopt_af(kind, args["addr"], op.ret, index)
             if hw is not None:
                 self.adopted.append((index, hw.ptep, root_id))
-        allocs = [o.effect.pa if type(o.effect) is Alloc else None
-                  for o in op.effects if type(o.effect) in _ALLOCS]
+        allocs = [r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
         ret = model.run(kind, args, allocs)
         effects = model.take_effects()
         if self.hw_af is not False:
@@ -284,33 +292,36 @@ class _Engine:
         if why is not None:
             step.uncertain = True
             step.why = why
-        self._count(kind)
         if kind == "destroy":
             del self.models[root_id]
-        yield step
+        out.append(step)
+        return out
 
-    def finish(self) -> Iterator[ReplayStep]:
+    def _geometry(self, model: RootModel, op: OpRecord) -> None:
+        assert op.ia_bits is not None and op.start_level is not None
+        if not model.geometry(op.ia_bits, op.start_level):
+            self._count("geometry_corrected")
+
+    def finish(self) -> list[ReplayStep]:
         """Inits still waiting for their root's geometry."""
-        for root_id in sorted(self._pending_init):
-            yield self._pending_init.pop(root_id)
+        return [self._pending_init.pop(root_id) for root_id in sorted(self._pending_init)]
 
-    def _init(self, op: Operation) -> Iterator[ReplayStep]:
+    def _init(self, op: OpRecord) -> ReplayStep | None:
         assert op.root is not None
         allocs: list[int | None] = []
         size = None
-        for o in op.effects:
-            if type(o.effect) is Alloc:
-                allocs.append(o.effect.pa)
-                size = o.effect.size
-            elif type(o.effect) is AllocFail:
+        for r in op.seen:
+            if r[0] == "alloc":
+                allocs.append(r[2])
+                size = r[3]
+            elif r[0] == "alloc_fail":
                 allocs.append(None)
         first = next((a for a in allocs if a), None)
         if first is None and self.linear_offset is None:
-            yield self._unreplayed(op, "no pgd allocation was seen")
-            return
+            return self._unreplayed(op, "no pgd allocation was seen")
         model = RootModel(op.root, self.profile, self.platform,
                           self._offset(first or 0), self._fresh, known=True)
-        flags = int(op.entry_fields.get("flags", 0) or 0)
+        flags = int(op.args.get("flags", 0) or 0)
         ret = model.init(flags, first, size, None, None, allocs)
         effects = model.take_effects()
         self.models[op.root] = model
@@ -318,41 +329,46 @@ class _Engine:
         if op.uncertain:
             step.uncertain = True
             step.why = "the trace's record of the call is incomplete"
-        self._count("init")
         if ret == 0 and not op.uncertain:
             self._pending_init[op.root] = step  # until its geometry is known
-        else:
-            yield step
+            return None
+        return step
 
-    def _compare(self, op: Operation, model: RootModel, effects: list[Any], ret: Any,
+    def _compare(self, op: OpRecord, model: RootModel, effects: list[Any], ret: Any,
                  index: int) -> ReplayStep:
         comparer = self.comparer
         assert comparer is not None
         pseen, where = comparer.predicted(effects)
-        root = self.replay.roots.get(model.root_id)
-        oseen, used = comparer.observed(op.effects, root.mmu if root is not None else None)
+        seen = op.seen
         if comparer.cmo_offset is None:
-            comparer.learn_cmo_offset(pseen, oseen, used)
-        merged, merged_index = merge(effects, where, pseen, oseen, used, comparer, index)
-        step = ReplayStep(op, model, effects, ret, pseen, oseen, used, merged, merged_index)
-        if step.diverges:
-            self._count("divergent_ops")
-        return step
+            comparer.learn_cmo_offset(pseen, seen, op.seen_index)
+        refcount = model.mm_ops.refcount
+        off = comparer.table_offset
+        merged, merged_index = merge(effects, where, pseen, seen, op.seen_index, comparer,
+                                     index, lambda pa: refcount.get(pa + off, 1))
+        self._count(op.kind)
+        return ReplayStep(op, model, effects, ret, pseen, merged, merged_index)
 
-    def _unreplayed(self, op: Operation, why: str) -> ReplayStep:
+    def _unreplayed(self, op: OpRecord, why: str) -> ReplayStep:
         """A step for an operation the model cannot replay: its observations only."""
         self._count("unreplayed")
         if op.root is not None and op.root in self.models:
             self.models[op.root].forget()
-        comparer = self.comparer
         merged: list[Any] = []
         index: list[int] = []
+        comparer = self.comparer
         if comparer is not None:
-            for o in op.effects:
-                e = comparer.effect(o)
-                if type(e).__name__ != "PageCount":
+            counts: dict[int, int] = {}
+
+            def count(pa: int, delta: int) -> int:
+                counts[pa] = counts.get(pa, 1) + delta
+                return counts[pa]
+
+            for r, i in zip(op.seen, op.seen_index, strict=True):
+                e = comparer.effect(r, count)
+                if e is not None:
                     merged.append(e)
-                    index.append(o.index)
+                    index.append(i)
         return ReplayStep(op, self.models.get(op.root) if op.root is not None else None,
                           merged=merged, merged_index=index, uncertain=True,
                           why=f"not replayed: {why}")
@@ -365,7 +381,7 @@ class Replay:
     """Replays the stage-2 operations of a trace through the model.
 
     :param trace: the trace.
-    :param config: profile and platform decisions of the user.
+    :param config: profile, platform and process decisions of the user.
     :param progress: called now and then with the number of events read so far.
     :raises UnsupportedKernel: no profile replays the trace's kernel.
     """
@@ -393,20 +409,25 @@ class Replay:
         self.evidence = PlatformEvidence()
         #: the features the replay used (set when the replay starts).
         self.platform: PlatformFeatures | None = None
-        #: the features the whole trace shows (set at the end).
+        #: what the whole trace showed of the features still open when the replay started.
         self.platform_final: PlatformFeatures | None = None
+        #: the operations layer's roots (after :meth:`steps` ran out).
         self.roots: dict[int, Root] = {}
         self.stats: dict[str, int] = {}
         #: event ordinal of the first mkyoung (an access-flag fault handled by KVM).
         self.first_mkyoung: int | None = None
         self.engine: _Engine | None = None
         self.events_read = 0
+        #: maps with and without a memory cache.
+        self.maps_with_mc = 0
+        self.maps_without_mc = 0
         cfg = self.config
         self._fwb: Feature | None = (Feature("fwb", cfg.fwb, "override", "given as an option")
                                      if cfg.fwb is not None else None)
         self._vhe: Feature | None = (Feature("vhe", cfg.vhe, "override", "given as an option")
                                      if cfg.vhe is not None else None)
         self._scout: _Engine | None = None
+        self._open = False
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -420,7 +441,7 @@ class Replay:
 
     @property
     def comparer(self) -> Comparer | None:
-        """Observed -> comparable records (holds the learnt kernel linear-map offset)."""
+        """Predicted -> comparable records (holds the learnt kernel linear-map offset)."""
         return self.engine.comparer if self.engine is not None else None
 
     @property
@@ -434,110 +455,93 @@ class Replay:
         """Replay the trace; yields a :class:`ReplayStep` per operation (and a
         :class:`~ptreplay.stage2.operations.Gap` where events were lost), in the order
         the operations completed (an init as late as the next operation of its root)."""
-        builder = OperationBuilder(self.trace.page_size)
-        self.roots = builder.roots
-        handlers = builder._handlers
-        ready = builder.ready
-        held: deque[Operation | Gap] | None = deque()
+        feed = Feed(self.trace, self.config.jobs, self.progress)
+        held: deque[OpRecord | Gap] | None = deque()
         if self._decided():
             self._start()
             held = None
-        progress = self.progress
-        keys = self.trace.fields
-        n = 0
-        # Stage2Trace.events(), inlined: one generator less per event.
-        for ts, cpu, name, vals in self.trace.trace.scan(keys, lost=True):
-            if name is LOST:
-                handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
-            else:
-                fields = dict(zip(keys[name], vals, strict=True))
-                handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
-                n += 1
-                if not n & 0x3FFF and progress is not None:
-                    progress(n)
-            if ready:
-                for rec in ready:
-                    if held is None:
-                        yield from self._process(rec)
-                        continue
-                    held.append(rec)
-                    self._scout_op(rec)
-                    if self._decided() or len(held) >= self.config.lookahead:
-                        self._start()
-                        while held:
-                            yield from self._process(held.popleft())
-                        held = None
-                ready.clear()
-        builder.finish()
-        self.events_read = n
-        if progress is not None:
-            progress(n)
-        for rec in ready:
+        engine = self.engine
+        for rec in feed.records():
             if held is None:
-                yield from self._process(rec)
-            else:
-                held.append(rec)
-                self._scout_op(rec)
-        ready.clear()
+                assert engine is not None
+                if rec.kind == "map":  # type: ignore[union-attr]
+                    self._count_mc(rec)  # type: ignore[arg-type]
+                elif rec.kind == "mkyoung" and self.first_mkyoung is None:  # type: ignore[union-attr]
+                    self.first_mkyoung = rec.first_index  # type: ignore[union-attr]
+                if self._open and type(rec) is OpRecord:
+                    self.evidence.observe(rec)  # type: ignore[arg-type]
+                yield from engine.process(rec)
+                continue
+            held.append(rec)
+            self._scout_op(rec)
+            if self._decided() or len(held) >= self.config.lookahead:
+                self._start()
+                engine = self.engine
+                assert engine is not None
+                while held:
+                    rec = held.popleft()
+                    if type(rec) is OpRecord and rec.kind == "map":
+                        self._count_mc(rec)
+                    yield from engine.process(rec)
+                held = None
         if held is not None:
             self._start()
+            engine = self.engine
+            assert engine is not None
             while held:
-                yield from self._process(held.popleft())
-        assert self.engine is not None
-        yield from self.engine.finish()
+                rec = held.popleft()
+                if type(rec) is OpRecord and rec.kind == "map":
+                    self._count_mc(rec)
+                yield from engine.process(rec)
+        assert engine is not None
+        yield from engine.finish()
+        self.events_read = feed.events_read
+        self.roots = feed.roots
         self._finish()
-        for key, value in builder.stats.items():
+        for key, value in feed.stats.items():
             self.stats["ops." + key] = value
-        for key, value in self.engine.stats.items():
-            self.stats[key] = value
+        self.stats.update(engine.stats)
 
-    def _process(self, rec: Operation | Gap) -> Iterator[ReplayStep | Gap]:
-        if type(rec) is Operation:
-            if rec.kind == "mkyoung" and self.first_mkyoung is None:  # type: ignore[union-attr]
-                self.first_mkyoung = rec.first_index  # type: ignore[union-attr]
-            if self._open:
-                self.evidence.observe(rec)  # type: ignore[arg-type]
-        assert self.engine is not None
-        yield from self.engine.process(rec)
+    def _count_mc(self, op: OpRecord) -> None:
+        mc = op.args.get("mc")
+        if mc:
+            self.maps_with_mc += 1
+        elif mc is not None:
+            self.maps_without_mc += 1
 
     # --- platform ----------------------------------------------------------------------------
 
     def _decided(self) -> bool:
         return self._fwb is not None and self._vhe is not None
 
-    def _scout_op(self, rec: Operation | Gap) -> None:
+    def _scout_op(self, rec: OpRecord | Gap) -> None:
         """Before the replay starts: observe the platform, and run the scratch model to find
         the first operation that shows FWB or the visibility of TLB invalidations."""
-        if type(rec) is not Operation:
+        if type(rec) is not OpRecord:
             if self._scout is not None:
-                for _ in self._scout.process(rec):
-                    pass
+                self._scout.process(rec)
             return
-        op = rec
-        assert isinstance(op, Operation)
+        op: OpRecord = rec  # type: ignore[assignment]
         if op.kind == "mkyoung" and self.first_mkyoung is None:
             self.first_mkyoung = op.first_index
-        self.evidence.observe(op)
+        self.evidence.observe(op)  # type: ignore[arg-type]
         if self._scout is None:
             self._scout = _Engine(self, Platform(granule=self.granule, fwb=False),
                                   self.trace.observable(tlbi=True), self.config.hw_af)
         for step in self._scout.process(op):
-            if isinstance(step, ReplayStep) and not step.uncertain and \
-                    step.predicted_ret is not NotImplemented:
+            if isinstance(step, ReplayStep) and not step.uncertain and step.replayed:
                 self._decide(step)
 
     def _decide(self, step: ReplayStep) -> None:
         op = step.op
-        observed = op.effects
+        seen = op.seen
         if self._fwb is None and op.kind in ("unmap", "flush") and \
                 "cmo:dcache_clean_inval_poc" in self.trace.observable(tlbi=False):
             cleans = any(type(e) is Cmo and e.kind == "dcache_clean_inval_poc"
                          for e in step.predicted)
             if cleans:
-                seen = any(type(o.effect) is Cmo and o.effect.kind == "dcache_clean_inval_poc"
-                           for o in observed)
                 what = "an unmap" if op.kind == "unmap" else "a flush"
-                if seen:
+                if any(r[0] == "cmo" and r[1] == "dcache_clean_inval_poc" for r in seen):
                     self._fwb = Feature("fwb", False, "trace", f"{what} of cacheable memory "
                                         "cleaned the data cache", op.first_index)
                 else:
@@ -546,20 +550,15 @@ class Replay:
                                         "kvm_pgtable_stage2_flush skip it only with FWB)",
                                         op.first_index)
         if self._vhe is None and any(type(e) is Tlbi for e in step.predicted):
-            tlbi = next((o for o in observed if type(o.effect) is Tlbi), None)
+            tlbi = next((i for r, i in zip(seen, op.seen_index, strict=True)
+                         if r[0] == "tlbi"), None)
             if tlbi is not None:
                 self._vhe = Feature("vhe", True, "trace", "TLB invalidation helpers ran at EL1",
-                                    tlbi.index)
+                                    tlbi)
             elif any(self.trace.has_event(p) for p in TLBI_PROBES):
                 self._vhe = Feature("vhe", False, "trace", "an operation invalidated the TLB "
                                     "and its probes did not fire (they run at EL2: nVHE)",
                                     op.first_index)
-
-    @property
-    def _open(self) -> bool:
-        """Whether some feature is still to be confirmed by the rest of the trace."""
-        return self.platform is not None and (
-            self.platform.fwb.source == "assumed" or self.platform.vhe.source == "assumed")
 
     def _start(self) -> None:
         cfg = self.config
@@ -578,6 +577,7 @@ class Replay:
                             "hardware set AF, while no access-flag fault was handled")
         self.platform = PlatformFeatures(fwb=fwb, hw_af=hw_af, tlb_range=inferred.tlb_range,
                                          vhe=vhe, mc=inferred.mc)
+        self._open = fwb.source == "assumed" or vhe.source == "assumed"
         model_platform = Platform(granule=self.granule, fwb=bool(fwb.value),
                                   hw_af=bool(cfg.hw_af) if cfg.hw_af is not None else True)
         self.engine = _Engine(self, model_platform, self.trace.observable(tlbi=bool(vhe.value)),
@@ -590,6 +590,28 @@ class Replay:
         if self.config.hw_af is None and self.first_mkyoung is not None:
             self.stats["af_adoptions_contradicted"] = sum(
                 1 for a in self.engine.adopted if a[0] < self.first_mkyoung)
+
+    def platform_lines(self) -> list[str]:
+        """What the replay used, one line per feature, with where it came from."""
+        assert self.platform is not None
+        lines = []
+        for f in (self.platform.fwb, self.platform.vhe):
+            lines.append(f.describe())
+        adopted = self.adopted
+        if self.config.hw_af is not None:
+            lines.append(self.platform.hw_af.describe())
+        elif self.first_mkyoung is not None:
+            lines.append("hw_af=no (trace: the kernel handled an access-flag fault (mkyoung), "
+                         f"event {self.first_mkyoung})")
+        elif adopted:
+            lines.append(f"hw_af=yes (trace: the hardware set the access flag of {len(adopted)} "
+                         f"aged leaves again, first at event {adopted[0][0]})")
+        else:
+            lines.append("hw_af=unknown (trace: no aged leaf was seen young again)")
+        total = self.maps_with_mc + self.maps_without_mc
+        lines.append(f"mc=per operation ({self.maps_with_mc} of {total} maps passed a memory "
+                     "cache)")
+        return lines
 
 
 def _range(kind: str, args: dict[str, Any], page: int) -> tuple[int, int]:

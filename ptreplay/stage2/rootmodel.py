@@ -212,6 +212,10 @@ class RootModel:
         #: hardware AF stores adopted: (op index, entry PA).
         self.adopted: list[tuple[int, int]] = []
         self.destroyed = False
+        #: the root was first seen after its init (its earlier state is unknown).
+        self.adopted_root = False
+        #: events were lost while it was live.
+        self.lost = False
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -243,6 +247,7 @@ class RootModel:
     def adopt(self, pgd: int, ia_bits: int | None, start_level: int | None) -> None:
         """Start from a root whose init the trace does not hold: an empty pgd at ``pgd``
         whose contents are unknown."""
+        self.adopted_root = True
         g = self.granule
         if ia_bits is None or start_level is None:
             ia_bits, start_level = 40, 1
@@ -335,6 +340,7 @@ class RootModel:
     def forget(self) -> None:
         """Events were lost: anything may have happened to this root."""
         self.unknown = Regions([(0, 1 << 64)])
+        self.lost = True
 
     # --- hardware access flag ---------------------------------------------------------
 

@@ -1,0 +1,197 @@
+"""Where the replay's operations come from: this process, or a reader process.
+
+Reading a trace and pairing its probes into operations (the events layer and
+:class:`~ptreplay.stage2.operations.OperationBuilder`) is about half of a
+replay's work, and depends on nothing the model does. :class:`Feed` runs it
+either here, or in a second process (``jobs=2``) that sends the operations
+as compact records (:mod:`ptreplay.stage2.records`) through a pipe in
+batches, so that reading and modelling use two CPUs. The records, their
+order and everything derived from them are the same either way; memory stays
+bounded (the pipe holds a few batches; the reader waits when it is full).
+"""
+
+from __future__ import annotations
+
+import gc
+import marshal
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ptreplay.errors import InputError
+from ptreplay.stage2.operations import LOST_EVENTS, Gap, Operation, OperationBuilder, Root
+from ptreplay.stage2.records import OpRecord, decode, encode, encode_gap
+from ptreplay.stage2.source import ScanEvent, Stage2Trace
+from ptreplay.trace import LOST, open_trace
+
+__all__ = ["Feed"]
+
+_BATCH = 256
+
+
+def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
+             progress_every: int = 0x3FFF) -> tuple[int, OperationBuilder]:
+    """Read ``st``, build its operations, and hand them to ``emit`` encoded, in batches."""
+    builder = OperationBuilder(st.page_size)
+    handlers = builder._handlers
+    ready = builder.ready
+    keys = st.fields
+    batch: list[tuple] = []
+    n = 0
+    for ts, cpu, name, vals in st.trace.scan(keys, lost=True):
+        if name is LOST:
+            handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
+        else:
+            fields = dict(zip(keys[name], vals, strict=True))
+            handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
+            n += 1
+            if not n & progress_every:
+                emit(batch, n)
+                batch = []
+        if ready:
+            for rec in ready:
+                batch.append(encode(rec) if type(rec) is Operation else encode_gap(rec))
+            ready.clear()
+            if len(batch) >= _BATCH:
+                emit(batch, n)
+                batch = []
+    builder.finish()
+    for rec in ready:
+        batch.append(encode(rec) if type(rec) is Operation else encode_gap(rec))
+    ready.clear()
+    emit(batch, n)
+    return n, builder
+
+
+def _root_tuple(r: Root) -> tuple:
+    return (r.id, r.pgt, r.pgd, r.mmu, r.vm, r.ia_bits, r.start_level, r.init_seen,
+            r.first_index, r.destroy_seen, r.retired)
+
+
+def _child(path: str, conn: Any) -> None:
+    """The reader process: operations of the trace at ``path`` into ``conn``."""
+    gc.freeze()
+    try:
+        with open_trace(path) as trace:
+            st = Stage2Trace(trace)
+
+            def emit(batch: list[tuple], n: int) -> None:
+                conn.send_bytes(marshal.dumps(("batch", n, batch)))
+
+            n, builder = _produce(st, emit)
+            conn.send_bytes(marshal.dumps(
+                ("end", n, builder.stats, [_root_tuple(r) for r in builder.roots.values()])))
+    except InputError as err:
+        conn.send_bytes(marshal.dumps(("error", type(err).__name__, err.what, err.source,
+                                       err.offset, err.line, err.index)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        conn.send_bytes(marshal.dumps(("crash", traceback.format_exc())))
+    finally:
+        conn.close()
+
+
+class Feed:
+    """The operations of a trace, as :class:`OpRecord` and ``Gap`` records in trace order.
+
+    :param trace: the trace (its ``source`` is re-opened by the reader process).
+    :param jobs: 2 to read in a second process, 1 to read here.
+    :param progress: called now and then with the number of events read.
+
+    After :meth:`records` ran out: :attr:`roots`, :attr:`stats` (the operations
+    layer's counters) and :attr:`events_read`.
+    """
+
+    def __init__(self, trace: Stage2Trace, jobs: int = 1,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.trace = trace
+        self.jobs = jobs
+        self.progress = progress
+        self.roots: dict[int, Root] = {}
+        self.stats: dict[str, int] = {}
+        self.events_read = 0
+
+    def records(self) -> Iterator[OpRecord | Gap]:
+        """The records, as the operations complete."""
+        if self.jobs > 1 and os.path.exists(self.trace.source):
+            yield from self._remote()
+        else:
+            yield from self._local()
+
+    def _local(self) -> Iterator[OpRecord | Gap]:
+        st = self.trace
+        builder = OperationBuilder(st.page_size)
+        handlers = builder._handlers
+        ready = builder.ready
+        keys = st.fields
+        progress = self.progress
+        n = 0
+        # the loop of _produce, yielding as the operations complete
+        for ts, cpu, name, vals in st.trace.scan(keys, lost=True):
+            if name is LOST:
+                handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
+            else:
+                fields = dict(zip(keys[name], vals, strict=True))
+                handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
+                n += 1
+                if not n & 0x3FFF and progress is not None:
+                    progress(n)
+            if ready:
+                for rec in ready:
+                    yield decode(encode(rec) if type(rec) is Operation else encode_gap(rec))
+                ready.clear()
+        builder.finish()
+        for rec in ready:
+            yield decode(encode(rec) if type(rec) is Operation else encode_gap(rec))
+        ready.clear()
+        if progress is not None:
+            progress(n)
+        self.events_read = n
+        self.roots = builder.roots
+        self.stats = dict(builder.stats)
+
+    def _remote(self) -> Iterator[OpRecord | Gap]:
+        ctx = multiprocessing.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(self.trace.source, send), daemon=True)
+        proc.start()
+        send.close()
+        progress = self.progress
+        done = False
+        try:
+            while True:
+                try:
+                    msg = marshal.loads(recv.recv_bytes())
+                except EOFError:
+                    raise RuntimeError("the trace reader process ended without a word "
+                                       f"(exit code {proc.exitcode})") from None
+                tag = msg[0]
+                if tag == "batch":
+                    for item in msg[2]:
+                        yield decode(item)
+                    if progress is not None:
+                        progress(msg[1])
+                elif tag == "end":
+                    self.events_read = msg[1]
+                    self.stats = dict(msg[2])
+                    self.roots = {t[0]: Root(*t) for t in msg[3]}
+                    done = True
+                    return
+                elif tag == "error":
+                    cls = {"TraceFormatError": _trace_format_error()}.get(msg[1], InputError)
+                    raise cls(msg[2], msg[3], offset=msg[4], line=msg[5], index=msg[6])
+                else:
+                    raise RuntimeError("the trace reader process failed:\n" + msg[1])
+        finally:
+            recv.close()
+            if done:
+                proc.join()
+            else:
+                proc.kill()
+                proc.join()
+
+
+def _trace_format_error() -> type[InputError]:
+    from ptreplay.errors import TraceFormatError
+    return TraceFormatError
