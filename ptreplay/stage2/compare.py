@@ -68,7 +68,8 @@ class Seen(NamedTuple):
     :param ev: ``alloc``, ``alloc_fail``, ``free``, ``get``, ``put``,
         ``page_count``, ``cmo`` or ``tlbi``.
     :param kind: the CMO or TLBI kind (``dcache_clean_inval_poc``, ``vmid_ipa``).
-    :param addr: kernel virtual address (table page, cache maintenance) or IPA (TLBI).
+    :param addr: table page or cache-maintained page (kernel virtual addresses while
+        comparing; printed as the model's addresses) or IPA (TLBI).
     :param n: size (alloc, free, cmo), count (page_count) or level (TLBI).
     """
 
@@ -83,7 +84,7 @@ class Seen(NamedTuple):
         if self.kind is not None:
             parts.append(f'"kind":"{self.kind}"')
         if self.addr is not None:
-            key = "ipa" if self.ev == "tlbi" else "va"
+            key = {"tlbi": "ipa", "cmo": "va"}.get(self.ev, "pa")
             parts.append(f'"{key}":"{self.addr:#x}"')
         if self.n is not None:
             if self.ev in ("alloc", "free", "cmo"):
@@ -100,9 +101,17 @@ def as_seen(record: tuple) -> Seen:
     return Seen(*record)
 
 
-def describe(records: tuple[tuple, ...]) -> str:
-    """Comparable records as JSON objects, for one line of text."""
-    return " ".join(as_seen(r).to_json() for r in records)
+def describe(records: tuple[tuple, ...], table_offset: int = 0) -> str:
+    """Comparable records as JSON objects, for one line of text; table pages by their
+    address in the model (kernel virtual address minus ``table_offset``)."""
+    return " ".join(as_seen(_shift(r, table_offset)).to_json() for r in records)
+
+
+def _shift(record: tuple, offset: int) -> tuple:
+    if offset and record[0] in ("get", "put", "page_count", "alloc", "free") and \
+            record[2] is not None:
+        return (record[0], record[1], record[2] - offset, record[3])
+    return record
 
 
 _ALLOC_FAIL = ("alloc_fail", None, None, None)

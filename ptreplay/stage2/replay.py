@@ -198,9 +198,11 @@ class _Engine:
     # --- addresses -------------------------------------------------------------------------
 
     def _offset(self, va: int) -> int:
-        """``VA - PA`` of table pages: the first one seen lands in the middle of 48 bits."""
+        """``VA - PA`` of table pages: the top 16 bits of the first one seen (the linear
+        map's base, 0xffff000000000000 with 48-bit VAs), so that a table page's address
+        in the model is its kernel virtual address without them."""
         if self.linear_offset is None:
-            self.linear_offset = (va & ~0xFFF) - (1 << 47)
+            self.linear_offset = va & ~((1 << 48) - 1)
             self.comparer = Comparer(self.linear_offset, self.kinds)
         return self.linear_offset
 

@@ -10,7 +10,9 @@ environment: which page ``zalloc_page`` / ``zalloc_pages_exact`` returned
 (its kernel virtual address, or NULL) is taken from the operation's observed
 allocations (:class:`ReplayMmOps`). Table pages live in the model at the
 kernel's own virtual addresses; the model's physical address of a table page
-is ``VA - linear_offset`` (any offset that keeps them within 48 bits).
+is ``VA - linear_offset``: the replay uses the top 16 bits of the kernel's virtual
+addresses (the linear map's base), so the model's address of a table page is its
+kernel virtual address without them (``0xffff00000dddc000`` -> ``0xdddc000``).
 
 Two kinds of state the model does not know:
 
@@ -39,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptreplay.effects import Pte
+from ptreplay.errors import InputError
 from ptreplay.model import stage2
 from ptreplay.model.geometry import (
     ID_AA64MMFR0_EL1_PARANGE_48,
@@ -103,6 +106,9 @@ class ReplayMmOps(OracleMmOps):
         if self._next < len(self._allocs):
             addr = self._allocs[self._next]
             self._next += 1
+            if addr is not None and not 0 <= addr - self.m.linear_offset < 1 << 48:
+                raise InputError(f"table page at {addr:#x} is not in the linear map of the "
+                                 f"others ({self.m.linear_offset:#x} + 48 bits)")
             return addr
         self.extra_allocs += 1
         return self.fresh(npages)
