@@ -19,6 +19,7 @@ import ptreplay.cli.capture  # noqa: F401  (ptreplay capture kprobes|record)
 import ptreplay.cli.events  # noqa: F401  (ptreplay events)
 import ptreplay.cli.info  # noqa: F401  (ptreplay info)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
+import ptreplay.cli.replay  # noqa: F401  (ptreplay replay)
 
 __all__ = ["app", "main"]
 

@@ -194,10 +194,8 @@ def _operation(op: Any, step: ReplayStep, root_pa: int | None) -> Operation:
     for key in _POINTERS:
         if isinstance(args.get(key), int):
             args[key] = f"{args[key]:#x}"
-    if op.kind == "init" and step.model is not None and step.model.pgt is not None:
-        pgt = step.model.pgt
-        args["ia_bits"] = pgt.ia_bits
-        args["start_level"] = pgt.start_level
+    if op.kind == "init" and step.geometry is not None and step.model is not None:
+        args["ia_bits"], args["start_level"] = step.geometry
         args["fwb"] = step.model.m.platform.fwb
     ret = op.ret
     return Operation(op.kind, args, ret, op.first_index, None, op.cpu, op.ts, root_pa)

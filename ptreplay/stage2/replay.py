@@ -126,6 +126,8 @@ class ReplayStep:
     merged_index: list[int] = field(default_factory=list)
     uncertain: bool = False
     why: str | None = None
+    #: for an init: the table's ``(ia_bits, start_level)`` (from the root's next operation).
+    geometry: tuple[int, int] | None = None
 
     @property
     def index(self) -> int:
@@ -237,6 +239,8 @@ class _Engine:
                 if model is not None and op.ia_bits is not None and \
                         op.start_level is not None:
                     self._geometry(model, op)
+                if model is not None and model.pgt is not None:
+                    pending.geometry = (model.pgt.ia_bits, model.pgt.start_level)
                 out.append(pending)
         if kind == "init":
             out.append(self._init(op))
@@ -305,7 +309,7 @@ class _Engine:
             self._count("geometry_corrected")
 
     def finish(self) -> list[ReplayStep]:
-        """Inits still waiting for their root's geometry."""
+        """Inits still waiting for their root's geometry (as the pgd's size suggests it)."""
         return [self._pending_init.pop(root_id) for root_id in sorted(self._pending_init)]
 
     def _init(self, op: OpRecord) -> ReplayStep | None:
@@ -328,6 +332,8 @@ class _Engine:
         effects = model.take_effects()
         self.models[op.root] = model
         step = self._compare(op, model, effects, ret, op.first_index)
+        if model.pgt is not None:
+            step.geometry = (model.pgt.ia_bits, model.pgt.start_level)
         if op.uncertain:
             step.uncertain = True
             step.why = "the trace's record of the call is incomplete"
