@@ -42,6 +42,7 @@ from ptreplay.checks.inputs import (
 from ptreplay.checks.stream import Operation, Step, StreamInfo
 from ptreplay.effects import Alloc
 from ptreplay.stage2.compare import Difference, describe
+from ptreplay.stage2.feed import fewer_collections
 from ptreplay.stage2.operations import Gap
 from ptreplay.stage2.replay import Replay, ReplayConfig, ReplayStep
 from ptreplay.stage2.source import Stage2Trace
@@ -56,7 +57,8 @@ MAX_UNCERTAIN = 200
 _EVENT = re.compile(r"\bevent (\d+)")
 _SIZED = frozenset(["map", "set_owner", "unmap", "wrprotect", "flush"])
 _PTE_RETURN = frozenset(["mkyoung", "mkold"])
-_POINTERS = ("mc", "mmu", "mm_ops", "force_pte_cb")
+# Pointer arguments, printed in hex in the operation texts of findings.
+_POINTER_ARG = re.compile(r"\b(mc|mmu|mm_ops|force_pte_cb)=(\d+)")
 _TABLE_RECORDS = frozenset(["get", "put", "page_count", "alloc", "free"])
 
 
@@ -98,7 +100,7 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
         that root's destroy is checked; what it returns is kept in
         :attr:`TraceCheck.snapshots`.
     """
-    with open_trace(path) as trace:
+    with open_trace(path) as trace, fewer_collections():
         st = Stage2Trace(trace)
         replay = Replay(st, config, progress)
         checker = EffectChecker(StreamInfo(path, replay.profile.name, complete=True))
@@ -130,7 +132,8 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
             if op.kind == "destroy" and snapshot is not None and root_pa is not None:
                 run.snapshots.append((root_pa, snapshot(checker, root_pa)))
             before = len(ctx.findings)
-            checker.feed(Step(cop, step.merged, effect_indexes=step.merged_index))
+            effects, indexes = step.stream()
+            checker.feed(Step(cop, effects, effect_indexes=indexes))
             run.steps += 1
             divs = (_divergences(step, cop, root_pa, offset) if step.replayed and step.diverges
                     else [])
@@ -190,15 +193,12 @@ class _Div:
 
 def _operation(op: Any, step: ReplayStep, root_pa: int | None) -> Operation:
     """The checkers' record of an operation (event ordinal as index)."""
-    args = dict(op.args)
-    for key in _POINTERS:
-        if isinstance(args.get(key), int):
-            args[key] = f"{args[key]:#x}"
+    args = op.args
     if op.kind == "init" and step.geometry is not None and step.model is not None:
+        args = dict(args)
         args["ia_bits"], args["start_level"] = step.geometry
         args["fwb"] = step.model.m.platform.fwb
-    ret = op.ret
-    return Operation(op.kind, args, ret, op.first_index, None, op.cpu, op.ts, root_pa)
+    return Operation(op.kind, args, op.ret, op.first_index, None, op.cpu, op.ts, root_pa)
 
 
 def _adoption(op: Any, model: Any, offset: int) -> Step:
@@ -292,6 +292,7 @@ def _finish(st: Stage2Trace, findings: list[Finding], pending: list[_Div],
     for f in findings:
         out.append(f.with_(
             explanation=text_at(f.explanation), index=at(f.index), op_index=at(f.op_index),
+            op=None if f.op is None else _hex_pointers(f.op),
             related=tuple(at(r) for r in f.related)))
     for d in pending:
         text = d.text.replace("{mkyoung}", str(at(d.related[0]))) if d.related else d.text
@@ -308,7 +309,11 @@ def _finish(st: Stage2Trace, findings: list[Finding], pending: list[_Div],
 
 def _op_text(cop: Operation) -> str:
     from ptreplay.checks.stream import format_op
-    return format_op(cop)
+    return _hex_pointers(format_op(cop))
+
+
+def _hex_pointers(text: str) -> str:
+    return _POINTER_ARG.sub(lambda m: f"{m.group(1)}={int(m.group(2)):#x}", text)
 
 
 def _notes(replay: Replay, run: TraceCheck, uncertain_dropped: int) -> dict[str, str]:

@@ -233,8 +233,10 @@ class Comparer:
 
 def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tuple[tuple, ...],
           oindex: tuple[int, ...], comparer: Comparer, default_index: int,
-          count_of: Callable[[int], int]) -> tuple[list[Any], list[int]]:
-    """The merged effect stream of one operation, and the event ordinal of each effect.
+          count_of: Callable[[int], int]) -> tuple[list[Any] | None, list[int] | None]:
+    """The merged effect stream of one operation, and the event ordinal of each effect;
+    ``(None, None)`` when the observations equal the prediction (the merged stream is
+    then the prediction itself).
 
     :param predicted: the model's effects (with :class:`PageCount` records).
     :param where: positions in ``predicted`` of the comparable records ``pseen``.
@@ -249,22 +251,11 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tup
     put in, after the last predicted effect before it); other effects come from
     the prediction, at the ordinal of the last observation before them.
     """
+    if pseen == list(oseen):
+        return None, None
     out: list[Any] = []
     idx: list[int] = []
     last = default_index
-    if pseen == list(oseen):
-        k = 0
-        nxt = where[0] if where else -1
-        for i, e in enumerate(predicted):
-            if i == nxt:
-                last = oindex[k]
-                k += 1
-                nxt = where[k] if k < len(where) else -1
-            if type(e) is PageCount:
-                continue
-            out.append(e)
-            idx.append(last)
-        return out, idx
     keep: dict[int, int] = {}  # predicted position -> observed event ordinal
     before: dict[int, list[int]] = {}  # predicted position -> observations put in before it
     tail: list[int] = []

@@ -16,9 +16,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Put, Tlbi
+from ptreplay.stage2 import operations as _operations
 from ptreplay.stage2.operations import COUNT_NOT_OBSERVED, UNCERTAIN_FLAGS, Gap, Observed
 
 __all__ = ["OpRecord", "encode", "encode_gap", "decode", "GAP", "observed_effect"]
+
+_PageCount = _operations.PageCount  # the operations layer's page_count record
 
 #: First element of an encoded :class:`~ptreplay.stage2.operations.Gap`.
 GAP = "~gap"
@@ -119,25 +122,25 @@ def encode(op: Any) -> tuple:
     mmu = op.mmu
     for o in op.effects:
         e = o.effect
-        name = type(e).__name__
-        if name == "Get":
+        t = type(e)
+        if t is Get:
             r: tuple = ("get", None, e.pa, None)
-        elif name == "Put":
+        elif t is Put:
             r = ("put", None, e.pa, None)
-        elif name == "PageCount":
+        elif t is _PageCount:
             r = ("page_count", None, e.pa, e.count)
-        elif name == "Tlbi":
+        elif t is Tlbi:
             kind = e.kind
             if mmu is not None and o.mmu is not None and o.mmu != mmu:
                 kind = f"{kind} for mmu {o.mmu:#x}"
             r = ("tlbi", kind, e.ipa, e.level)
-        elif name == "Cmo":
+        elif t is Cmo:
             r = ("cmo", e.kind, e.pa, e.size)
-        elif name == "Alloc":
+        elif t is Alloc:
             r = ("alloc", None, e.pa, e.size)
-        elif name == "AllocFail":
+        elif t is AllocFail:
             r = ("alloc_fail", None, None, None)
-        elif name == "Free":
+        elif t is Free:
             r = ("free", None, e.pa, e.size)
         else:
             continue  # 6.6+ records: range flush requests, unlinked tables, RCU

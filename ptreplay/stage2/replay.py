@@ -111,8 +111,9 @@ class ReplayStep:
     :param predicted_ret: the model's return value; ``NotImplemented`` when not replayed.
     :param pseen: the predicted effects in comparable form (``op.seen`` are the
         observed ones).
-    :param merged: the effect stream for the checkers; ``merged_index`` the event
-        ordinal each effect comes from.
+    :param merged: the effect stream for the checkers, ``None`` when it is ``predicted``
+        itself (the observations equal the prediction); ``merged_index`` the event
+        ordinal each effect comes from (``None``: the operation's).
     :param uncertain: the result depends on state the trace did not show; ``why`` says
         which.
     """
@@ -122,8 +123,8 @@ class ReplayStep:
     predicted: list[Any] = field(default_factory=list)
     predicted_ret: Any = NotImplemented
     pseen: list[tuple] = field(default_factory=list)
-    merged: list[Any] = field(default_factory=list)
-    merged_index: list[int] = field(default_factory=list)
+    merged: list[Any] | None = None
+    merged_index: list[int] | None = None
     uncertain: bool = False
     why: str | None = None
     #: for an init: the table's ``(ia_bits, start_level)`` (from the root's next operation).
@@ -138,6 +139,13 @@ class ReplayStep:
     def oseen(self) -> tuple[tuple, ...]:
         """The observed effects in comparable form."""
         return self.op.seen
+
+    def stream(self) -> tuple[list[Any], list[int] | None]:
+        """The merged effect stream and its event ordinals (None: the operation's);
+        ``PageCount`` queries may be in it (they are not effects)."""
+        if self.merged is None:
+            return self.predicted, None
+        return self.merged, self.merged_index
 
     @property
     def replayed(self) -> bool:
@@ -293,8 +301,12 @@ class _Engine:
             model.learn_unmapped(args["addr"], args["addr"] + args["size"])
         step = self._compare(op, model, effects, ret, index)
         if hw is not None:
-            step.merged.insert(0, hw)
-            step.merged_index.insert(0, index)
+            if step.merged is None:
+                step.merged = [hw, *effects]
+            else:
+                step.merged.insert(0, hw)
+                if step.merged_index is not None:
+                    step.merged_index.insert(0, index)
         if why is not None:
             step.uncertain = True
             step.why = why
