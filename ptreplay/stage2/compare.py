@@ -187,8 +187,8 @@ class Comparer:
                     where.append(i)
         return out, where
 
-    def learn_cmo_offset(self, predicted: list[tuple], observed: tuple[tuple, ...],
-                         observed_index: tuple[int, ...]) -> bool:
+    def learn_cmo_offset(self, predicted: list[tuple], observed: list[tuple],
+                         observed_index: list[int]) -> bool:
         """Learn the kernel's linear-map offset from the first CMO pair; True if learnt now.
 
         The predicted records' CMO addresses are then rewritten in place.
@@ -231,8 +231,8 @@ class Comparer:
         return None
 
 
-def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tuple[tuple, ...],
-          oindex: tuple[int, ...], comparer: Comparer, default_index: int,
+def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: list[tuple],
+          oindex: list[int], comparer: Comparer, default_index: int,
           count_of: Callable[[int], int]) -> tuple[list[Any] | None, list[int] | None]:
     """The merged effect stream of one operation, and the event ordinal of each effect;
     ``(None, None)`` when the observations equal the prediction (the merged stream is
@@ -251,7 +251,7 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tup
     put in, after the last predicted effect before it); other effects come from
     the prediction, at the ordinal of the last observation before them.
     """
-    if pseen == list(oseen):
+    if pseen == oseen:
         return None, None
     out: list[Any] = []
     idx: list[int] = []
@@ -259,7 +259,7 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: tup
     keep: dict[int, int] = {}  # predicted position -> observed event ordinal
     before: dict[int, list[int]] = {}  # predicted position -> observations put in before it
     tail: list[int] = []
-    matcher = SequenceMatcher(None, pseen, list(oseen), autojunk=False)
+    matcher = SequenceMatcher(None, pseen, oseen, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             for k in range(i2 - i1):
@@ -339,15 +339,15 @@ class Difference(NamedTuple):
 _TAGS = {"delete": "missing", "insert": "unexpected", "replace": "changed"}
 
 
-def differences(pseen: list[tuple], oseen: tuple[tuple, ...], oindex: tuple[int, ...],
-                ots: tuple[int, ...], default_index: int,
+def differences(pseen: list[tuple], oseen: list[tuple], oindex: list[int],
+                ots: list[int], default_index: int,
                 default_ts: int | None = None) -> list[Difference]:
     """Where ``oseen`` differs from ``pseen`` (longest matching blocks aligned).
 
     :param oindex: / ``ots``: event ordinal and timestamp of each observation.
     :param default_index: / ``default_ts``: the operation's first event.
     """
-    seen = list(oseen)
+    seen = oseen
     if pseen == seen:
         return []
     out = []

@@ -51,15 +51,14 @@ def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
     builder = OperationBuilder(st.page_size)
     handlers = builder._handlers
     ready = builder.ready
-    keys = st.fields
+    make = st.event_makers()
     batch: list[tuple] = []
     n = 0
-    for ts, cpu, name, vals in st.trace.scan(keys, lost=True):
+    for ts, cpu, name, vals in st.trace.scan(st.fields, lost=True):
         if name is LOST:
             handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
         else:
-            fields = dict(zip(keys[name], vals, strict=True))
-            handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
+            handlers[name](make[name](n, cpu, ts, vals))
             n += 1
             if not n & progress_every:
                 emit(batch, n)
@@ -139,16 +138,15 @@ class Feed:
         builder = OperationBuilder(st.page_size)
         handlers = builder._handlers
         ready = builder.ready
-        keys = st.fields
+        make = st.event_makers()
         progress = self.progress
         n = 0
         # the loop of _produce, yielding as the operations complete
-        for ts, cpu, name, vals in st.trace.scan(keys, lost=True):
+        for ts, cpu, name, vals in st.trace.scan(st.fields, lost=True):
             if name is LOST:
                 handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
             else:
-                fields = dict(zip(keys[name], vals, strict=True))
-                handlers[name](ScanEvent(n, cpu, ts, vals[0], name, fields))
+                handlers[name](make[name](n, cpu, ts, vals))
                 n += 1
                 if not n & 0x3FFF and progress is not None:
                     progress(n)

@@ -59,9 +59,9 @@ class OpRecord(NamedTuple):
     index_return: int | None
     flags: tuple[str, ...]
     args: dict[str, Any]
-    seen: tuple[tuple, ...]
-    seen_index: tuple[int, ...]
-    seen_ts: tuple[int, ...]
+    seen: list[tuple]
+    seen_index: list[int]
+    seen_ts: list[int]
 
     @property
     def first_index(self) -> int:
@@ -150,8 +150,7 @@ def encode(op: Any) -> tuple:
     f = op.entry_fields
     return (op.kind, op.func, op.cpu, op.pid, op.root, op.pgt, op.pgd, mmu, op.vm,
             f.get("ia_bits"), f.get("start_level"), op.ret, op.ts, op.ts_return, op.index,
-            op.index_return, tuple(sorted(op.flags)), op.args, tuple(seen), tuple(index),
-            tuple(tss))
+            op.index_return, tuple(sorted(op.flags)), op.args, seen, index, tss)
 
 
 def encode_gap(gap: Gap) -> tuple:

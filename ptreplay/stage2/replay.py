@@ -136,7 +136,7 @@ class ReplayStep:
         return self.op.first_index
 
     @property
-    def oseen(self) -> tuple[tuple, ...]:
+    def oseen(self) -> list[tuple]:
         """The observed effects in comparable form."""
         return self.op.seen
 
@@ -161,7 +161,7 @@ class ReplayStep:
     @property
     def effects_diverge(self) -> bool:
         """Whether the observed effects differ from the model's (observed kinds only)."""
-        return self.predicted_ret is not NotImplemented and self.pseen != list(self.op.seen)
+        return self.predicted_ret is not NotImplemented and self.pseen != self.op.seen
 
     @property
     def diverges(self) -> bool:
@@ -277,7 +277,7 @@ class _Engine:
         if op.flags and not _UNSURE.isdisjoint(op.flags):
             why = "the trace's record of the call is incomplete (" + ", ".join(
                 f for f in op.flags if f in _UNSURE) + ")"
-        if model.unknown:
+        if model.unknown.ranges:
             lo, hi = _range(kind, args, self.page_size)
             if model.touches_unknown(lo, hi):
                 why = why or ("it touches IPA space whose earlier state the trace does not show"
@@ -295,9 +295,9 @@ class _Engine:
         allocs = [r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
         ret = model.run(kind, args, allocs)
         effects = model.take_effects()
-        if self.hw_af is not False:
+        if self.hw_af is not False and (kind == "mkold" or model.af_unknown):
             model.note_stores(kind, effects)
-        if kind == "unmap" and model.unknown and ret == 0 and why is None:
+        if kind == "unmap" and model.unknown.ranges and ret == 0 and why is None:
             model.learn_unmapped(args["addr"], args["addr"] + args["size"])
         step = self._compare(op, model, effects, ret, index)
         if hw is not None:

@@ -23,7 +23,7 @@ raw tracefs copy) for the replay layer:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ptreplay.stage2.kernels import KernelInfo, identify_kernel
@@ -145,6 +145,20 @@ class Stage2Trace:
 
     # --- events ------------------------------------------------------------------------
 
+    def event_makers(self) -> dict[str, Callable[[int, int, int, tuple], ScanEvent]]:
+        """Per event name, ``(ordinal, cpu, ts, values) -> ScanEvent``, ``values`` as
+        :meth:`Trace.scan` yields them for :attr:`fields`.
+
+        Each is compiled from the event's field names (a dict display per event is a
+        third of the cost of ``dict(zip(names, values))``, on the hottest loop).
+        """
+        out = {}
+        for name, keys in self.fields.items():
+            body = ", ".join(f"{k!r}: v[{i}]" for i, k in enumerate(keys))
+            code = f"lambda n, cpu, ts, v: ScanEvent(n, cpu, ts, v[0], {name!r}, {{{body}}})"
+            out[name] = eval(code, {"ScanEvent": ScanEvent})  # noqa: S307 - our own text
+        return out
+
     def events(self) -> Iterator[ScanEvent]:
         """The events the operations layer needs, in trace order, with their ordinals.
 
@@ -152,14 +166,13 @@ class Stage2Trace:
         :data:`~ptreplay.stage2.operations.LOST_EVENTS` carrying the ordinal of the
         next event read and ``fields["count"]`` (-1 when unknown).
         """
-        keys = self.fields
+        make = self.event_makers()
         ordinal = 0
-        for ts, cpu, name, vals in self.trace.scan(keys, lost=True):
+        for ts, cpu, name, vals in self.trace.scan(self.fields, lost=True):
             if name is LOST:
                 yield ScanEvent(ordinal, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]})
                 continue
-            fields = dict(zip(keys[name], vals, strict=True))
-            yield ScanEvent(ordinal, cpu, ts, vals[0], name, fields)
+            yield make[name](ordinal, cpu, ts, vals)
             ordinal += 1
 
     def event_indexes(self, ordinals: Iterable[int]) -> dict[int, int]:
