@@ -355,6 +355,7 @@ def differences(pseen: list[tuple], oseen: list[tuple], oindex: list[int],
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
+        ts: int | None
         if j2 > j1:
             anchor, ts, after = oindex[j1], ots[j1], False
         elif j1 > 0:

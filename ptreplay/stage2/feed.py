@@ -45,11 +45,15 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def _encode(rec: Operation | Gap) -> tuple:
+    return encode(rec) if type(rec) is Operation else encode_gap(rec)  # type: ignore[arg-type]
+
+
 def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
              progress_every: int = 0x3FFF) -> tuple[int, OperationBuilder]:
     """Read ``st``, build its operations, and hand them to ``emit`` encoded, in batches."""
     builder = OperationBuilder(st.page_size)
-    handlers = builder._handlers
+    handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
     ready = builder.ready
     make = st.event_makers()
     batch: list[tuple] = []
@@ -65,14 +69,14 @@ def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
                 batch = []
         if ready:
             for rec in ready:
-                batch.append(encode(rec) if type(rec) is Operation else encode_gap(rec))
+                batch.append(_encode(rec))
             ready.clear()
             if len(batch) >= _BATCH:
                 emit(batch, n)
                 batch = []
     builder.finish()
     for rec in ready:
-        batch.append(encode(rec) if type(rec) is Operation else encode_gap(rec))
+        batch.append(_encode(rec))
     ready.clear()
     emit(batch, n)
     return n, builder
@@ -136,7 +140,7 @@ class Feed:
     def _local(self) -> Iterator[OpRecord | Gap]:
         st = self.trace
         builder = OperationBuilder(st.page_size)
-        handlers = builder._handlers
+        handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
         ready = builder.ready
         make = st.event_makers()
         progress = self.progress
@@ -152,11 +156,11 @@ class Feed:
                     progress(n)
             if ready:
                 for rec in ready:
-                    yield decode(encode(rec) if type(rec) is Operation else encode_gap(rec))
+                    yield decode(_encode(rec))
                 ready.clear()
         builder.finish()
         for rec in ready:
-            yield decode(encode(rec) if type(rec) is Operation else encode_gap(rec))
+            yield decode(_encode(rec))
         ready.clear()
         if progress is not None:
             progress(n)

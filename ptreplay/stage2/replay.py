@@ -229,8 +229,8 @@ class _Engine:
         """Replay one record; returns the steps it completes (an init waits for the next
         operation of its root, which gives its geometry)."""
         if type(rec) is Gap:
-            for model in self.models.values():
-                model.forget()
+            for live in self.models.values():
+                live.forget()
             self._count("gaps")
             return [rec]
         op: OpRecord = rec  # type: ignore[assignment]
@@ -240,7 +240,7 @@ class _Engine:
             return [self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
                                      else f"{kind} is not modelled")]
         out: list[ReplayStep | Gap] = []
-        model = self.models.get(root_id)
+        model: RootModel | None = self.models.get(root_id)
         if self._pending_init:
             pending = self._pending_init.pop(root_id, None)
             if pending is not None:
@@ -251,9 +251,9 @@ class _Engine:
                     pending.geometry = (model.pgt.ia_bits, model.pgt.start_level)
                 out.append(pending)
         if kind == "init":
-            out.append(self._init(op))
-            if out[-1] is None:
-                out.pop()
+            step = self._init(op)
+            if step is not None:
+                out.append(step)
             return out
         if model is None:
             if op.pgd is None:

@@ -117,7 +117,7 @@ class ReplayMmOps(OracleMmOps):
         """``mm_ops->page_count()``, recorded in the effect stream."""
         count = super().page_count(addr)
         m = self.m
-        m.emit(PageCount((addr & ~self.page_mask) - m.linear_offset, count))
+        m.emit(PageCount((addr & ~self.page_mask) - m.linear_offset, count))  # type: ignore[arg-type]
         return count
 
 
