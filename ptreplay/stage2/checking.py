@@ -90,7 +90,8 @@ class TraceCheck:
 
 def check_trace(path: str, config: ReplayConfig | None = None, *,
                 progress: Callable[[int], None] | None = None, until_ts: int | None = None,
-                snapshot: Callable[[EffectChecker, int], Any] | None = None) -> TraceCheck:
+                snapshot: Callable[[EffectChecker, int], Any] | None = None,
+                on_step: Callable[[ReplayStep], None] | None = None) -> TraceCheck:
     """Replay and check the trace at ``path``.
 
     :param config: profile, platform and process decisions (default: from the trace).
@@ -99,6 +100,7 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
     :param snapshot: called with the checker and a root's pgd (model PA) right before
         that root's destroy is checked; what it returns is kept in
         :attr:`TraceCheck.snapshots`.
+    :param on_step: called with each replayed step after it was checked.
     """
     with open_trace(path) as trace, fewer_collections():
         st = Stage2Trace(trace)
@@ -135,6 +137,8 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
             effects, indexes = step.stream()
             checker.feed(Step(cop, effects, effect_indexes=indexes))
             run.steps += 1
+            if on_step is not None:
+                on_step(step)
             divs = (_divergences(step, cop, root_pa, offset) if step.replayed and step.diverges
                     else [])
             if divs:
