@@ -21,16 +21,18 @@ _CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 def write_variant(src: Path, dst: Path, start: int = 0, stop: int | None = None, *,
                   drop: Iterable[int] = (), patch: Mapping[int, Mapping[str, int]] | None = None,
-                  lost_before: Iterable[int] = ()) -> Path:
+                  lost_before: Iterable[int] = (), duplicate: Iterable[int] = ()) -> Path:
     """Write events ``[start, stop)`` of ``src`` (event indexes of the whole trace) to ``dst``.
 
     :param drop: event indexes to leave out.
     :param patch: event index -> {field: new value}.
     :param lost_before: event indexes before which the CPU reports lost events.
+    :param duplicate: event indexes written twice (the copy right after, same time).
     """
     drop = set(drop)
     patch = dict(patch or {})
     lost = set(lost_before)
+    twice = set(duplicate)
     with open_trace(src) as t:
         w = TraceDatWriter(version=7, compression=None, page_size=t.info.page_size)
         w.uname = t.info.uname
@@ -54,6 +56,8 @@ def write_variant(src: Path, dst: Path, start: int = 0, stop: int | None = None,
             if index in lost:
                 w.add_missed(rec.cpu, 3)  # type: ignore[union-attr]
             w.add_event(rec.cpu, rec.ts, data)  # type: ignore[union-attr]
+            if index in twice:
+                w.add_event(rec.cpu, rec.ts, data)  # type: ignore[union-attr]
         w.write(dst)
     return dst
 
