@@ -43,7 +43,6 @@ from ptreplay.checks.stream import Operation, Step, StreamInfo
 from ptreplay.effects import Alloc
 from ptreplay.stage2.compare import Difference, describe
 from ptreplay.stage2.feed import fewer_collections
-from ptreplay.stage2.operations import Gap
 from ptreplay.stage2.replay import Replay, ReplayConfig, ReplayStep
 from ptreplay.stage2.source import Stage2Trace
 from ptreplay.trace import open_trace
@@ -111,36 +110,37 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
         pending: list[_Div] = []  # divergences, in ordinals
         listed = dropped = 0
         adopted_seen: set[int] = set()
-        offset = 0
+        feed = checker.feed
+        findings = ctx.findings
         for step in replay.steps():
-            if type(step) is Gap:
-                continue
-            assert isinstance(step, ReplayStep)
+            if type(step) is not ReplayStep:
+                continue  # a Gap: the replay made the roots unknown
             op = step.op
             if until_ts is not None and (op.ts_return or op.ts or 0) > until_ts:
                 break
             model = step.model
-            if offset == 0 and replay.linear_offset is not None:
-                offset = replay.linear_offset
-            root_pa = None
-            if model is not None and model.pgt is not None and model.pgt.pgd is not None:
-                root_pa = model.pgt.pgd - offset
-            elif op.pgd is not None:
-                root_pa = op.pgd - offset
+            if model is not None:
+                root_pa = model.pgd_pa
+                if model.adopted_root and model.root_id not in adopted_seen:
+                    adopted_seen.add(model.root_id)
+                    feed(_adoption(op, model))
+            else:
+                root_pa = None
             cop = _operation(op, step, root_pa)
-            if model is not None and model.adopted_root and model.root_id not in adopted_seen:
-                adopted_seen.add(model.root_id)
-                checker.feed(_adoption(op, model, offset))
-            if op.kind == "destroy" and snapshot is not None and root_pa is not None:
+            if snapshot is not None and op.kind == "destroy" and root_pa is not None:
                 run.snapshots.append((root_pa, snapshot(checker, root_pa)))
-            before = len(ctx.findings)
-            effects, indexes = step.stream()
-            checker.feed(Step(cop, effects, effect_indexes=indexes))
+            before = len(findings)
+            if step.merged is None:
+                feed(Step(cop, step.predicted))
+            else:
+                feed(Step(cop, step.merged, effect_indexes=step.merged_index))
             run.steps += 1
             if on_step is not None:
                 on_step(step)
-            divs = (_divergences(step, cop, root_pa, offset) if step.replayed and step.diverges
-                    else [])
+            if not (step.ret_diverges or step.effects_diverge or step.uncertain):
+                continue
+            offset = replay.linear_offset or 0
+            divs = _divergences(step, cop, root_pa, offset) if step.replayed else []
             if divs:
                 if step.uncertain:
                     run.uncertain_divergences += 1
@@ -149,11 +149,11 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
             if not step.uncertain:
                 pending.extend(divs)
                 continue
-            new = ctx.findings[before:]
-            del ctx.findings[before:]
+            new = findings[before:]
+            del findings[before:]
             for f in new:
                 if listed < MAX_UNCERTAIN:
-                    ctx.findings.append(f.with_(uncertain=True))
+                    findings.append(f.with_(uncertain=True))
                     listed += 1
                 else:
                     dropped += 1
@@ -205,13 +205,13 @@ def _operation(op: Any, step: ReplayStep, root_pa: int | None) -> Operation:
     return Operation(op.kind, args, op.ret, op.first_index, None, op.cpu, op.ts, root_pa)
 
 
-def _adoption(op: Any, model: Any, offset: int) -> Step:
+def _adoption(op: Any, model: Any) -> Step:
     """A root first seen after its init: the checkers learn it exists (its pgd pages),
     as if by an init at its first operation."""
     pgt = model.pgt
     size = len([p for p in range(pgt.pgd, pgt.pgd + 16 * model.granule.page_size,
                                  model.granule.page_size) if p in model.m.pages])
-    pa = pgt.pgd - offset
+    pa = model.pgd_pa
     cop = Operation("init", {"ia_bits": pgt.ia_bits, "start_level": pgt.start_level,
                              "fwb": model.m.platform.fwb, "adopted": True}, 0,
                     op.first_index, None, op.cpu, op.ts, pa)

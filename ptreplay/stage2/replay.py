@@ -67,13 +67,15 @@ REPLAYED_KINDS = frozenset(["init", "map", "set_owner", "unmap", "wrprotect", "r
                             "mkyoung", "mkold", "is_young", "flush", "destroy"])
 
 _SINGLE_PAGE = frozenset(["relax_perms", "mkyoung", "mkold", "is_young"])
-_ARGS = {
+_ARGS = {kind: frozenset(names) for kind, names in {
     "map": ("addr", "size", "phys", "prot", "mc"),
     "set_owner": ("addr", "size", "mc", "owner_id"),
     "unmap": ("addr", "size"), "wrprotect": ("addr", "size"), "flush": ("addr", "size"),
     "relax_perms": ("addr", "prot"), "mkyoung": ("addr",), "mkold": ("addr",),
     "is_young": ("addr",), "destroy": (), "init": (),
-}
+}.items()}
+#: Operations that may allocate table pages.
+_ALLOCATING = frozenset(["map", "set_owner"])
 _AF_REVEALED = frozenset(["mkold", "mkyoung", "is_young", "map"])
 _UNSURE = UNCERTAIN_FLAGS | {CONCURRENT}
 _TOP = 1 << 64
@@ -127,6 +129,10 @@ class ReplayStep:
     merged_index: list[int] | None = None
     uncertain: bool = False
     why: str | None = None
+    #: whether the observed return value / effects differ from the model's (set when
+    #: replayed).
+    ret_diverges: bool = False
+    effects_diverge: bool = False
     #: for an init: the table's ``(ia_bits, start_level)`` (from the root's next operation).
     geometry: tuple[int, int] | None = None
 
@@ -153,17 +159,6 @@ class ReplayStep:
         return self.predicted_ret is not NotImplemented
 
     @property
-    def ret_diverges(self) -> bool:
-        """Whether the observed return value differs from the model's."""
-        return self.predicted_ret is not NotImplemented and not _same_ret(
-            self.op.ret, self.predicted_ret)
-
-    @property
-    def effects_diverge(self) -> bool:
-        """Whether the observed effects differ from the model's (observed kinds only)."""
-        return self.predicted_ret is not NotImplemented and self.pseen != self.op.seen
-
-    @property
     def diverges(self) -> bool:
         """Return value or effects differ."""
         return self.ret_diverges or self.effects_diverge
@@ -175,12 +170,6 @@ class ReplayStep:
             return []
         op = self.op
         return differences(self.pseen, op.seen, op.seen_index, op.seen_ts, self.index, op.ts)
-
-
-def _same_ret(observed: Any, predicted: Any) -> bool:
-    if observed is None or predicted is None:
-        return observed is predicted
-    return bool((int(observed) - int(predicted)) % _TOP == 0)
 
 
 class _Engine:
@@ -269,10 +258,10 @@ class _Engine:
             out.append(self._unreplayed(op, "the root's init failed or it was destroyed"))
             return out
         args = op.args
-        for name in _ARGS[kind]:
-            if name not in args:
-                out.append(self._unreplayed(op, f"the probe does not show {name}"))
-                return out
+        if not args.keys() >= _ARGS[kind]:
+            missing = ", ".join(sorted(_ARGS[kind] - args.keys()))
+            out.append(self._unreplayed(op, f"the probe does not show {missing}"))
+            return out
         why = None
         if op.flags and not _UNSURE.isdisjoint(op.flags):
             why = "the trace's record of the call is incomplete (" + ", ".join(
@@ -292,7 +281,8 @@ class _Engine:
             hw = model.adopt_af(kind, args["addr"], op.ret, index)
             if hw is not None:
                 self.adopted.append((index, hw.ptep, root_id))
-        allocs = [r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
+        allocs = ([r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
+                  if kind in _ALLOCATING else [])
         ret = model.run(kind, args, allocs)
         effects = model.take_effects()
         if self.hw_af is not False and (kind == "mkold" or model.af_unknown):
@@ -367,7 +357,11 @@ class _Engine:
         merged, merged_index = merge(effects, where, pseen, seen, op.seen_index, comparer,
                                      index, lambda pa: refcount.get(pa + off, 1))
         self._count(op.kind)
-        return ReplayStep(op, model, effects, ret, pseen, merged, merged_index)
+        obs = op.ret
+        ret_diverges = obs != ret and (obs is None or ret is None
+                                       or (int(obs) - int(ret)) % _TOP != 0)
+        return ReplayStep(op, model, effects, ret, pseen, merged, merged_index,
+                          ret_diverges=ret_diverges, effects_diverge=merged is not None)
 
     def _unreplayed(self, op: OpRecord, why: str) -> ReplayStep:
         """A step for an operation the model cannot replay: its observations only."""

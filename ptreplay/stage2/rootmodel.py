@@ -63,17 +63,26 @@ __all__ = ["ReplayMmOps", "Regions", "RootModel", "geometry_for_pgd_size", "AF"]
 AF = 1 << 10
 _U64 = (1 << 64) - 1
 
-#: The model's functions per operation kind: (function, argument names).
-_OPS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
-    "map": (stage2.kvm_pgtable_stage2_map, ("addr", "size", "phys", "prot", "mc")),
-    "set_owner": (stage2.kvm_pgtable_stage2_set_owner, ("addr", "size", "mc", "owner_id")),
-    "unmap": (stage2.kvm_pgtable_stage2_unmap, ("addr", "size")),
-    "wrprotect": (stage2.kvm_pgtable_stage2_wrprotect, ("addr", "size")),
-    "relax_perms": (stage2.kvm_pgtable_stage2_relax_perms, ("addr", "prot")),
-    "mkyoung": (stage2.kvm_pgtable_stage2_mkyoung, ("addr",)),
-    "mkold": (stage2.kvm_pgtable_stage2_mkold, ("addr",)),
-    "is_young": (stage2.kvm_pgtable_stage2_is_young, ("addr",)),
-    "flush": (stage2.kvm_pgtable_stage2_flush, ("addr", "size")),
+def _mc(value: int) -> Memcache | None:
+    """The ``mc`` argument: a memory cache (its contents are the trace's allocations),
+    or NULL."""
+    return Memcache() if value else None
+
+
+#: The model's call per operation kind, from the probe's arguments.
+_OPS: dict[str, Callable[[KvmPgtable, dict[str, Any]], Any]] = {
+    "map": lambda pgt, a: stage2.kvm_pgtable_stage2_map(
+        pgt, a["addr"], a["size"], a["phys"], a["prot"], _mc(a["mc"])),
+    "set_owner": lambda pgt, a: stage2.kvm_pgtable_stage2_set_owner(
+        pgt, a["addr"], a["size"], _mc(a["mc"]), a["owner_id"]),
+    "unmap": lambda pgt, a: stage2.kvm_pgtable_stage2_unmap(pgt, a["addr"], a["size"]),
+    "wrprotect": lambda pgt, a: stage2.kvm_pgtable_stage2_wrprotect(pgt, a["addr"], a["size"]),
+    "relax_perms": lambda pgt, a: stage2.kvm_pgtable_stage2_relax_perms(
+        pgt, a["addr"], a["prot"]),
+    "mkyoung": lambda pgt, a: stage2.kvm_pgtable_stage2_mkyoung(pgt, a["addr"]),
+    "mkold": lambda pgt, a: stage2.kvm_pgtable_stage2_mkold(pgt, a["addr"]),
+    "is_young": lambda pgt, a: int(stage2.kvm_pgtable_stage2_is_young(pgt, a["addr"])),
+    "flush": lambda pgt, a: stage2.kvm_pgtable_stage2_flush(pgt, a["addr"], a["size"]),
 }
 
 
@@ -218,6 +227,8 @@ class RootModel:
         #: hardware AF stores adopted: (op index, entry PA).
         self.adopted: list[tuple[int, int]] = []
         self.destroyed = False
+        #: the pgd's address in the model (kernel virtual address - linear offset).
+        self.pgd_pa: int | None = None
         #: the root was first seen after its init (its earlier state is unknown).
         self.adopted_root = False
         #: events were lost while it was live.
@@ -248,6 +259,8 @@ class RootModel:
             ret = stage2.kvm_pgtable_stage2_init_flags(pgt, self.arch, self.mm_ops, flags)
         if ret == 0:
             self.pgt = pgt
+            assert pgt.pgd is not None
+            self.pgd_pa = pgt.pgd - self.m.linear_offset
         return int(ret)
 
     def adopt(self, pgd: int, ia_bits: int | None, start_level: int | None) -> None:
@@ -267,6 +280,7 @@ class RootModel:
             self.m.add_page(page)
             self.mm_ops.refcount[page] = 1
         pgt.pgd = pgd
+        self.pgd_pa = pgd - self.m.linear_offset
         pgt.ia_bits = ia_bits
         pgt.start_level = start_level
         pgt.mm_ops = self.mm_ops
@@ -297,27 +311,24 @@ class RootModel:
 
     def run(self, kind: str, args: dict[str, Any], allocs: list[int | None]) -> Any:
         """Replay one operation; returns the model's return value (effects in
-        :attr:`effects`)."""
+        :attr:`effects`).
+
+        :param allocs: what the kernel's allocations returned during the call, in order
+            (kernel virtual addresses; None for a failed one).
+        """
         pgt = self.pgt
         assert pgt is not None
-        self.mm_ops.begin(allocs)
+        if allocs:
+            self.mm_ops.begin(allocs)
+        elif self.mm_ops._allocs:
+            self.mm_ops.begin(allocs)
         self.walked = True
         if kind == "destroy":
             stage2.kvm_pgtable_stage2_destroy(pgt)
             self.pgt = None
             self.destroyed = True
             return None
-        fn, names = _OPS[kind]
-        values = []
-        for name in names:
-            value = args[name]
-            if name == "mc":
-                value = Memcache() if value else None
-            values.append(value)
-        ret = fn(pgt, *values)
-        if kind == "is_young":
-            return int(ret)
-        return ret
+        return _OPS[kind](pgt, args)
 
     def take_effects(self) -> list[Any]:
         """The effects of the last operation (the list is handed over)."""
