@@ -54,6 +54,7 @@ __all__ = ["TraceCheck", "check_trace", "run_trace", "TRACE_SOURCE", "MAX_UNCERT
 MAX_UNCERTAIN = 200
 
 _EVENT = re.compile(r"\bevent (\d+)")
+_LIFECYCLE = frozenset(["init", "destroy"])
 _SIZED = frozenset(["map", "set_owner", "unmap", "wrprotect", "flush"])
 _PTE_RETURN = frozenset(["mkyoung", "mkold"])
 # Pointer arguments, printed in hex in the operation texts of findings.
@@ -131,7 +132,10 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
                 run.snapshots.append((root_pa, snapshot(checker, root_pa)))
             before = len(findings)
             if step.merged is None:
-                feed(Step(cop, step.predicted))
+                # An operation with no effects is nothing to the checkers: every per-operation
+                # state of theirs starts empty and ends empty.
+                if not step.effects_only_queries or op.kind in _LIFECYCLE:
+                    feed(Step(cop, step.predicted))
             else:
                 feed(Step(cop, step.merged, effect_indexes=step.merged_index))
             run.steps += 1

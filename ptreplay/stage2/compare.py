@@ -141,6 +141,8 @@ class Comparer:
         self.cmo_offset: int | None = None
         #: event ordinal of that first observation.
         self.cmo_offset_index: int | None = None
+        #: page_count queries in the last prediction (they are not effects).
+        self.queries = 0
 
     def predicted(self, effects: list[Any]) -> tuple[list[tuple], list[int]]:
         """The comparable records of a prediction, and their positions in ``effects``.
@@ -151,6 +153,7 @@ class Comparer:
         cmo_off = self.cmo_offset or 0
         out: list[tuple] = []
         where: list[int] = []
+        queries = 0
         for i, e in enumerate(effects):
             t = type(e)
             if t is Get:
@@ -162,6 +165,7 @@ class Comparer:
                     out.append(("put", None, e.pa + off, None))
                     where.append(i)
             elif t is PageCount:
+                queries += 1
                 if self._count:
                     out.append(("page_count", None, e.pa + off, e.count))
                     where.append(i)
@@ -185,6 +189,7 @@ class Comparer:
                 if e.size is not None and self._free_exact:
                     out.append(("free", None, e.pa + off, e.size))
                     where.append(i)
+        self.queries = queries
         return out, where
 
     def learn_cmo_offset(self, predicted: list[tuple], observed: list[tuple],

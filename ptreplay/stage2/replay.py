@@ -133,6 +133,8 @@ class ReplayStep:
     #: replayed).
     ret_diverges: bool = False
     effects_diverge: bool = False
+    #: the model's effects are page_count queries only (nothing for the checkers).
+    effects_only_queries: bool = False
     #: for an init: the table's ``(ia_bits, start_level)`` (from the root's next operation).
     geometry: tuple[int, int] | None = None
 
@@ -361,7 +363,8 @@ class _Engine:
         ret_diverges = obs != ret and (obs is None or ret is None
                                        or (int(obs) - int(ret)) % _TOP != 0)
         return ReplayStep(op, model, effects, ret, pseen, merged, merged_index,
-                          ret_diverges=ret_diverges, effects_diverge=merged is not None)
+                          ret_diverges=ret_diverges, effects_diverge=merged is not None,
+                          effects_only_queries=len(effects) == comparer.queries)
 
     def _unreplayed(self, op: OpRecord, why: str) -> ReplayStep:
         """A step for an operation the model cannot replay: its observations only."""
