@@ -273,7 +273,7 @@ class BbmChecker:
             f"(event {u.index}) that unlinked it is not TLB-clean, so a walk may still use it: "
             f"{why}",
             root=u.root.pgd, ipa=(u.ipa_lo, u.ipa_hi), table=page.pa, entry=u.ptep,
-            level=u.level, related=_idx(u.index))
+            level=u.level, related=self._related(u))
         self._drop(u)
         return False
 
@@ -312,13 +312,8 @@ class BbmChecker:
             self._op_tlbis.append((cpu, t))
         if not self.unclean:
             return
-        for u in list(self.unclean.values()):
-            if u.cpu != cpu:
-                continue
-            ok, miss, why = self._covers(t, u)
+        for u, ok in self._match(cpu, t):
             if not ok:
-                if miss:
-                    u.misses.append((miss, t.index, why))
                 continue
             if u.stage == BROKEN:
                 u.misses.append(("bbm-missing-dsb", t.index,
@@ -338,14 +333,32 @@ class BbmChecker:
             self._op_tlbis.append((cpu, t))
         if not self.unclean:
             return
+        for u, ok in self._match(cpu, t):
+            if ok:
+                self._complete(u)
+
+    def _match(self, cpu: int, t: TlbiOp) -> list[tuple[Unclean, bool]]:
+        """The unclean entries of ``cpu`` and whether ``t`` covers each.
+
+        A TLBI that misses an entry is remembered as a near miss of it (wrong
+        VMID, level hint, ...), except a miss by address when the TLBI covers
+        another entry: then it was meant for that one.
+        """
+        results = []
+        misses = []
+        hit = False
         for u in list(self.unclean.values()):
             if u.cpu != cpu:
                 continue
             ok, miss, why = self._covers(t, u)
-            if ok:
-                self._complete(u)
-            elif miss:
+            results.append((u, ok))
+            hit = hit or ok
+            if not ok and miss:
+                misses.append((u, miss, why))
+        for u, miss, why in misses:
+            if miss != "tlbi-wrong-ipa" or not hit:
                 u.misses.append((miss, t.index, why))
+        return results
 
     def _covers(self, t: TlbiOp, u: Unclean) -> tuple[bool, str | None, str]:
         root = u.root
@@ -423,6 +436,7 @@ class BbmChecker:
                      and t.index < u.index and self._covers(t, u)[0]]
             if early:
                 t = early[-1]
+                u.misses.append(("tlbi-before-break", t.index, ""))
                 self._report_unclean(u, "tlbi-before-break",
                                      f"the only covering TLBI ({t.text} at event {t.index}) came "
                                      f"before the invalid write", kind_forced=True)
@@ -456,7 +470,6 @@ class BbmChecker:
                 f"IPA {u.ipa_lo:#x} at level {u.level} completed")
         if why:
             text += f": {why}"
-        related = tuple(i for i in (u.index, *(m[1] for m in u.misses)) if i is not None)
         index = self.ctx.index if at_current else u.index
         line = self.ctx.line if at_current else u.line
         op = None if at_current else u.op
@@ -469,7 +482,13 @@ class BbmChecker:
         self.ctx.report(kind, text, index=index, line=line, op=op, root=u.root.pgd,
                         ipa=(u.ipa_lo, u.ipa_hi), pa=self._pa_range(u.old, u.level),
                         table=u.page.pa, entry=u.ptep, level=u.level, cpu=u.cpu,
-                        related=tuple(sorted(set(related))), uncertain=uncertain)
+                        related=self._related(u), uncertain=uncertain)
+
+    @staticmethod
+    def _related(u: Unclean) -> tuple[int, ...]:
+        """The break and the TLBIs/barriers that tried to complete it."""
+        found = {i for i in (u.index, *(m[1] for m in u.misses)) if i is not None}
+        return tuple(sorted(found))
 
     def _pa_range(self, pte: int, level: int) -> tuple[int, int] | None:
         if not pte & 1 or pte_is_table(pte, level):

@@ -42,6 +42,7 @@ class OwnershipChecker:
         self._owned_blocks: dict[tuple[int, int], tuple[int, int]] = {}
         self._locked: dict[int, int] = {}
         self._pending: list[tuple] = []
+        self._dropped: list[tuple] = []
 
     def _owner(self, pte: int) -> int:
         if pte & 1 or pte == 0:
@@ -98,23 +99,39 @@ class OwnershipChecker:
 
     def _note(self, kind: str, owner: int, page: Page, idx: int, ptep: int, lo: int, hi: int,
               what: str, pa: tuple[int, int] | None = None) -> None:
-        """Queue a finding; :meth:`flush` merges runs of contiguous ones."""
+        """Queue a finding; :meth:`flush` reports runs of contiguous ones as one."""
         root = page.root.pgd if page.root else None
-        last = self._pending[-1] if self._pending else None
-        if last is not None and last[0] == kind and last[1] == owner and last[2] == root \
-                and last[4] == lo and last[5] == what:
-            pa_run = last[9]
-            if pa is not None and pa_run is not None and pa_run[1] == pa[0]:
-                pa_run = (pa_run[0], pa[1])
-            elif pa is not None or pa_run is not None:
-                pa_run = None if pa is None or pa_run is None else pa_run
-            self._pending[-1] = (*last[:4], hi, what, last[6] + 1, *last[7:9], pa_run, *last[10:])
-            return
         self._pending.append((kind, owner, root, lo, hi, what, 1, page.pa, ptep, pa,
                               page.level, self.ctx.index, self.ctx.line, self.ctx.op))
+        if len(self._pending) > 1:
+            self._merge_last()
+
+    def _merge_last(self) -> None:
+        last = self._pending[-1]
+        prev = self._pending[-2]
+        if prev[0] != last[0] or prev[1] != last[1] or prev[2] != last[2] \
+                or prev[4] != last[3] or prev[5] != last[5]:
+            return
+        pa = None
+        if prev[9] is not None and last[9] is not None and prev[9][1] == last[9][0]:
+            pa = (prev[9][0], last[9][1])
+        self._pending[-2:] = [(*prev[:4], last[4], prev[5], prev[6] + last[6], *prev[7:9], pa,
+                               *prev[10:])]
+
+    def _merge_pending(self) -> None:
+        items = self._pending
+        self._pending = []
+        for item in items:
+            self._pending.append(item)
+            if len(self._pending) > 1:
+                self._merge_last()
 
     def flush(self) -> None:
         """Report the queued findings (at the end of each operation)."""
+        if self._dropped:
+            self._judge_dropped()
+            self._pending.sort(key=lambda p: (p[11] or 0, p[3]))
+            self._merge_pending()
         for (kind, owner, root, lo, hi, what, n, table, ptep, pa, level, index, line,
              op) in self._pending:
             count = f" ({n} entries)" if n > 1 else ""
@@ -125,31 +142,50 @@ class OwnershipChecker:
 
     def _table_dropped(self, page: Page, idx: int, ptep: int, old: int,
                        op: Operation | None) -> None:
-        """A table entry is being cleared: annotations below it go with it."""
+        """A table entry is being cleared: annotations below it go with it.
+
+        Whether they are lost is decided when the operation ends: a set_owner
+        that collapses the table into a block annotation of the same owner
+        keeps them.
+        """
         child = self.shadow.child_of(old)
-        if child.parent != ptep:
+        if child.parent != ptep or page.root is None:
             return
-        lost: list[tuple[int, int, int]] = []
         for node in (child, *self.shadow.descendants(child)):
-            for cidx, val in node.vals.items():
+            for cidx, val in sorted(node.vals.items()):
                 owner = self._owner(val)
                 if owner:
                     lo, hi = self.shadow.entry_range(node, cidx)
-                    lost.append((lo, hi, owner))
-        if not lost:
-            return
-        lost.sort()
-        lo, hi = self.shadow.entry_range(page, idx)
-        first = lost[0]
-        more = f" and {len(lost) - 1} more" if len(lost) > 1 else ""
+                    self._dropped.append((page.root, lo, hi, owner, node.pa, node.pa + cidx * 8,
+                                          node.level, child.pa, self.ctx.index, self.ctx.line))
+                    self._forget(lo, hi, node.level or 3)
+
+    def _judge_dropped(self) -> None:
+        op = self.ctx.op
         by = op.name if op is not None else "a store"
-        self.ctx.report("owner-annotation-lost",
-                        f"{by} unlinked the table at {child.pa:#x} that held owner {first[2]}'s "
-                        f"annotation of {first[0]:#x}-{first[1]:#x}{more}",
-                        root=page.root.pgd if page.root else None, ipa=(lo, hi), table=page.pa,
-                        entry=ptep, level=page.level)
-        for a, b, _owner in lost:
-            self._forget(a, b, 3 if b - a == self.shadow.page_size else 2)
+        give_back = None
+        if op is not None and op.name == "set_owner" and op_int(op.args, "owner_id") == 0:
+            start = op_int(op.args, "addr", 0) or 0
+            give_back = (start, start + (op_int(op.args, "size", 0) or 0))
+        for root, lo, hi, owner, table, ptep, level, child, index, line in self._dropped:
+            if give_back is not None and give_back[0] <= lo and hi <= give_back[1]:
+                continue
+            found = self.shadow.lookup(root, lo) if root.live else None
+            val = found[2] if found is not None else 0
+            if self._owner(val) == owner:
+                continue
+            now = found[0] if found is not None else None
+            if val & 1 and now is not None and now.level is not None \
+                    and not pte_is_table(val, now.level):
+                kind = "owned-page-mapped"
+                what = (f"was mapped by {by} after the table {child:#x} holding its annotation "
+                        f"was unlinked")
+            else:
+                kind = "owner-annotation-lost"
+                what = f"was dropped with the table {child:#x} that {by} unlinked"
+            self._pending.append((kind, owner, root.pgd, lo, hi, what, 1, table, ptep, None,
+                                  level, index, line, op))
+        self._dropped.clear()
 
     def _remember(self, lo: int, hi: int, level: int, owner: int, root: int) -> None:
         if hi - lo == self.shadow.page_size:

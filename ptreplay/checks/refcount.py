@@ -13,8 +13,9 @@ back at its base. It also checks the lifetime rules around the counts:
 * ``refcount-underflow`` -- below its base, or a ``put`` below zero;
 * ``refcount-non-table`` -- get/put on a page that is not a live table page;
 * ``double-free``, ``free-with-references`` (a single-page free whose count is
-  not 0), ``table-freed-while-linked`` (freed while a live entry points at it,
-  except when its parent is freed by the same operation, as in ``destroy``);
+  not 0), ``table-freed-while-linked`` (freed while an entry of a live table
+  points at it, except when the operation frees the whole stage-2, as
+  ``destroy`` does without clearing entries);
 * ``refcount-inconsistent`` -- the count the stream reports after a get/put
   does not follow from its own get/put sequence.
 """
@@ -43,11 +44,12 @@ class RefcountChecker:
         self._touched: dict[int, Page] = {}
         self._allocated: list[Page] = []
         self._unlinked: list[Page] = []
-        self._linked_frees: list[tuple[Page, int, int | None, int | None]] = []
+        self._linked_frees: list[tuple[Page, int, int | None, int | None, Root]] = []
         self._freed_in_op: set[int] = set()
         self._destroying: list[Page] | None = None
         self._destroy_root: Root | None = None
         self._inconsistent: set[int] = set()
+        self._delta: dict[int, int] = {}     # reported count - expected, per page
 
     # --- allocation -------------------------------------------------------------------------
     def on_alloc(self, pa: int, size: int | None) -> list[Page]:
@@ -68,6 +70,7 @@ class RefcountChecker:
             page.known = True
             page.allocated_at = self.ctx.index
             self._inconsistent.discard(page.pa)
+            self._delta.pop(page.pa, None)
             pages.append(page)
             self._touched[page.pa] = page
             if size is None:
@@ -152,7 +155,9 @@ class RefcountChecker:
                                 f"table page {page.pa:#x} freed with refcount {page.count}",
                                 table=page.pa, level=page.level, root=_root(page))
             if page.parent is not None and page.root is not None:
-                self._linked_frees.append((page, page.parent, self.ctx.index, self.ctx.line))
+                self._linked_frees.append((page, page.parent, self.ctx.index, self.ctx.line,
+                                           page.root))
+
             page.live = False
             page.freed = True
             self._freed_in_op.add(page.pa)
@@ -181,20 +186,24 @@ class RefcountChecker:
 
     def on_op_end(self) -> None:
         """After an operation: counts back at their base, nothing leaked."""
-        for page, parent, index, line in self._linked_frees:
-            parent_page = self.shadow.page(parent)
-            if parent_page is not None and parent_page.pa in self._freed_in_op:
-                continue
+        for page, parent, index, line, root in self._linked_frees:
+            if root.pgd in self._freed_in_op:
+                continue    # the whole stage-2 was torn down (destroy)
             self.ctx.report("table-freed-while-linked",
                             f"table page {page.pa:#x} freed while entry {parent:#x} still "
                             f"pointed at it", index=index, line=line, table=page.pa,
                             entry=parent, level=page.level, root=_root(page))
+        torn_down = {p.pa for p in self._destroying} if self._destroying is not None else set()
         for page in self._touched.values():
-            if not page.live or not page.known or page.count is None:
+            if not page.live or not page.known or page.count is None or page.pa in torn_down:
                 continue
             if page.root is None and not page.is_pgd:
                 continue
             expected = 1 + len(page.vals)
+            delta = page.count - expected
+            if delta == self._delta.get(page.pa, 0):
+                continue        # already reported (or still fine)
+            self._delta[page.pa] = delta
             if page.count > expected:
                 self.ctx.report("refcount-leak",
                                 f"table page {page.pa:#x} has refcount {page.count} after the "

@@ -246,6 +246,25 @@ class Shadow:
                     return True
         return False
 
+    def lookup(self, root: Root, ipa: int) -> tuple[Page, int, int] | None:
+        """The entry that translates ``ipa`` in ``root``: (table page, index, value)."""
+        span_shift = granule_shift(root.start_level, self.page_shift) + self.page_shift - 3
+        pgd_index = ipa >> span_shift
+        if pgd_index >= root.npages or ipa >> root.ia_bits:
+            return None
+        page = self.pages.get((root.pgd >> self.page_shift) + pgd_index)
+        while page is not None and page.level is not None:
+            shift = granule_shift(page.level, self.page_shift)
+            idx = (ipa >> shift) & self.entry_mask
+            val = page.vals.get(idx, 0)
+            if page.level < 3 and val & 3 == 3:
+                child = self.pages.get(table_addr(val, self.page_shift) >> self.page_shift)
+                if child is not None and child.parent == page.pa + idx * 8:
+                    page = child
+                    continue
+            return page, idx, val
+        return None
+
     def walk(self, root: Root) -> Iterator[tuple[Page, int, int]]:
         """Every non-zero entry of ``root`` in IPA order: (page, index, value)."""
         for pgd in self.pgd_pages(root):
