@@ -207,6 +207,38 @@ class BbmChecker:
         if self.op_scoped:
             self._op_breaks.append(u)
 
+    def apply_store(self, page: Page, idx: int, ptep: int, old: int, new: int) -> Page | None:
+        """Write ``new`` into the shadow and follow table links; return an unlinked table.
+
+        Clearing or replacing a table descriptor unlinks its table: it stays
+        reachable by stale walks (``detached_by``) while the break is unclean,
+        and stops being a table page otherwise. Storing a table descriptor links
+        the table it points at, unless that page is still in use elsewhere
+        (:meth:`on_link` reports it).
+        """
+        shadow = self.shadow
+        if new:
+            page.vals[idx] = new
+        else:
+            page.vals.pop(idx, None)
+        unlinked = None
+        if page.root is not None and page.level is not None and page.level < 3 and old != new:
+            if old & 3 == 3:
+                child = shadow.child_of(old)
+                if child.parent == ptep:
+                    child.parent = None
+                    u = self.unclean.get(ptep)
+                    if u is not None and u.child is child:
+                        child.detached_by = ptep
+                    else:
+                        shadow.release_subtree(child)
+                    unlinked = child
+            if new & 3 == 3:
+                child = shadow.child_of(new)
+                if self.on_link(page, idx, ptep, child):
+                    shadow.link(page, idx, child, ptep)
+        return unlinked
+
     def broken_ancestor(self, page: Page) -> Unclean | None:
         """The unclean break that unlinked ``page`` or one of the tables above it."""
         pages = self.shadow.pages

@@ -198,25 +198,9 @@ class EffectChecker:
             self.bbm.on_store(page, idx, ptep, old, new, self._cpu)
             self.ownership.on_store(page, idx, ptep, old, new, ctx.op)
         self.refcount.on_store(page)
-        if new:
-            vals[idx] = new
-        else:
-            vals.pop(idx, None)
-        if page.root is not None and page.level is not None and page.level < 3 and old != new:
-            if old & 3 == 3:
-                child = shadow.child_of(old)
-                if child.parent == ptep:
-                    child.parent = None
-                    u = self.bbm.unclean.get(ptep)
-                    if u is not None and u.child is child:
-                        child.detached_by = ptep
-                    else:
-                        shadow.release_subtree(child)
-                    self.refcount.on_unlink(child)
-            if new & 3 == 3:
-                child = shadow.child_of(new)
-                if self.bbm.on_link(page, idx, ptep, child):
-                    shadow.link(page, idx, child, ptep)
+        unlinked = self.bbm.apply_store(page, idx, ptep, old, new)
+        if unlinked is not None:
+            self.refcount.on_unlink(unlinked)
 
     def _tlbi(self, e: Effect) -> None:
         assert isinstance(e, Tlbi)
