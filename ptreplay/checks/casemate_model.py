@@ -167,12 +167,27 @@ class CasemateChecker:
                                  f"second plain store to a live entry ({addr:#x}) under lock "
                                  f"{lock:#x} without a DSB since the previous one", page, idx, addr)
         self.bbm.on_store(page, idx, addr, old, new, tid)
-        unlinked = self.bbm.apply_store(page, idx, addr, old, new)
-        del unlinked
+        if old & 3 == 3 and not new & 1 and page.level is not None and page.level < 3:
+            self._check_freeze(page, idx, addr, old)
+        self.bbm.apply_store(page, idx, addr, old, new)
         if new & 3 == 3 and page.level is not None and page.level < 3:
             child = self.shadow.child_of(new)
             if child.parent == addr:
                 self._check_new_table(child)
+
+    def _check_freeze(self, page: Page, idx: int, addr: int, old: int) -> None:
+        """Breaking a table entry freezes the table below: no entry there may be thread-owned."""
+        child = self.shadow.child_of(old)
+        if child.parent != addr:
+            return
+        for node in (child, *self.shadow.descendants(child)):
+            if node.thread_owner:
+                cidx, owner = min(node.thread_owner.items())
+                self._report("thread-owner-violation",
+                             f"table entry {addr:#x} was broken while entry "
+                             f"{node.pa + cidx * 8:#x} below it is owned by thread {owner}",
+                             page, idx, addr)
+                return
 
     def _check_new_table(self, top: Page) -> None:
         """A table just became part of a live tree: it must be initialised and well formed."""

@@ -84,6 +84,7 @@ class EffectChecker:
         self.differential = DifferentialChecker(self.ctx)
         self.on_dump = on_dump
         self.current: Root | None = None
+        self.fwb: dict[int, bool] = {}        # root pgd -> stage-2 FWB (from init's "fwb")
         self.steps = 0
         self.events = 0
         self._pgd_alloc: tuple[int, int] | None = None
@@ -135,6 +136,24 @@ class EffectChecker:
         self.differential.check(step)
         self._op_end(op)
 
+    def feed_partial(self, step: Step) -> None:
+        """Check the effects of an operation that has not finished (``maps --at``)."""
+        ctx = self.ctx
+        op = step.op
+        ctx.op = op
+        if op is not None:
+            root = self.shadow.roots.get(op.root) if op.root is not None else self.current
+            self._op_root = root
+            self.events += 1
+        dispatch = self.dispatch_table()
+        for i, effect in enumerate(step.effects):
+            if step.effect_base is not None:
+                ctx.index = step.effect_base + i
+            self.events += 1
+            handler = dispatch.get(type(effect))
+            if handler is not None:
+                handler(effect)
+
     def dispatch_table(self) -> dict[type, Callable[[Effect], None]]:
         """Effect type -> handler."""
         return self._dispatch
@@ -155,6 +174,7 @@ class EffectChecker:
                 npages = max(1, size >> self.profile.page_shift)
                 self.current = self.shadow.add_root(pa, npages, ia_bits, start, STAGE2,
                                                     created=op.index)
+                self.fwb[pa] = bool(op.args.get("fwb", False))
         self._pgd_alloc = None
         self.bbm.on_op_end()
         self.refcount.on_op_end()
@@ -269,6 +289,7 @@ class EffectChecker:
         op = self.ctx.op
         self.current = self.shadow.add_root(pa, e.pgd_pages, e.ia_bits, e.start_level, STAGE2,
                                             created=op.index if op else None)
+        self.fwb[pa] = bool(op is not None and op.args.get("fwb", False))
 
     def _table(self, e: Effect) -> None:
         assert isinstance(e, Table)

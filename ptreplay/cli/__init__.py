@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+# Importing a command module registers its commands on ``app``: one line per module.
+from ptreplay.cli import check, diff, maps  # noqa: F401
 from ptreplay.cli.app import app
 from ptreplay.errors import InputError
-
-# Importing a command module registers its commands on ``app``: one line per module.
 
 __all__ = ["app", "main"]
 
