@@ -50,6 +50,7 @@ from ptreplay.checks.shadow import Page, Root, Shadow
 __all__ = ["TlbiOp", "BbmChecker", "Unclean"]
 
 BROKEN, DSBED, TLBI_S2, TLBI_S2_DSB, TLBI_ALL = range(5)
+_DSB_SHAPES: dict[str, tuple[bool, bool, bool]] = {}     # opt -> (local, store-only, load-only)
 
 _MISS_PRIORITY = ("tlbi-wrong-vmid", "tlbi-wrong-level", "tlbi-wrong-ipa", "tlbi-not-broadcast",
                   "bbm-missing-dsb")
@@ -90,7 +91,8 @@ class Unclean:
     """An entry written invalid whose break is not complete yet."""
 
     __slots__ = ("ptep", "page", "idx", "cpu", "root", "level", "ipa_lo", "ipa_hi", "old",
-                 "was_table", "subtree_live", "index", "line", "op", "stage", "misses", "child")
+                 "was_table", "subtree_live", "index", "line", "op", "stage", "misses", "child",
+                 "moved_on")
 
     def __init__(self, ptep: int, page: Page, idx: int, cpu: int, root: Root, level: int,
                  ipa_lo: int, ipa_hi: int, old: int, was_table: bool, index: int | None):
@@ -111,6 +113,7 @@ class Unclean:
         self.stage = BROKEN
         self.misses: list[tuple[str, int | None, str]] = []
         self.child: Page | None = None
+        self.moved_on = False     # its CPU released a lock after the break
 
 
 class BbmChecker:
@@ -269,7 +272,12 @@ class BbmChecker:
 
     # --- table pages ----------------------------------------------------------------------
     def on_link(self, page: Page, idx: int, ptep: int, child: Page) -> bool:
-        """A table descriptor pointing at ``child`` is being stored; False if it is in use."""
+        """A table descriptor pointing at ``child`` is being stored; False if it is in use.
+
+        A table still reachable from the not-yet-clean break that unlinked it
+        is reported and then linked anyway (that break counts as reported).
+        """
+        reuse = None
         if child.is_pgd:
             why = f"it is a pgd page of the stage-2 at {child.root.pgd:#x}" if child.root \
                 else "it is a pgd page"
@@ -277,16 +285,20 @@ class BbmChecker:
             why = f"it is still linked from entry {child.parent:#x}"
         elif child.detached_by is not None and child.detached_by != ptep \
                 and child.detached_by in self.unclean:
-            u = self.unclean[child.detached_by]
-            why = (f"entry {child.detached_by:#x} unlinked it at event {u.index} but that break "
-                   f"is not TLB-clean yet")
+            reuse = self.unclean[child.detached_by]
+            why = (f"entry {child.detached_by:#x} unlinked it at event {reuse.index} but that "
+                   f"break is not TLB-clean yet")
         else:
             return True
         lo, hi = self.shadow.entry_range(page, idx)
         self.ctx.report("table-double-use",
                         f"table page {child.pa:#x} linked at entry {ptep:#x} while {why}",
                         root=page.root.pgd if page.root else None, ipa=(lo, hi),
-                        table=child.pa, entry=ptep, level=page.level)
+                        table=child.pa, entry=ptep, level=page.level,
+                        related=self._related(reuse) if reuse is not None else ())
+        if reuse is not None:
+            self._drop(reuse)
+            return True
         return False
 
     def on_free(self, page: Page, how: str = "freed") -> bool:
@@ -314,10 +326,12 @@ class BbmChecker:
         """``dsb(opt)`` on ``cpu`` (casemate logs and traces; effect-log DSBs too)."""
         if not self.unclean:
             return
-        local = opt.startswith("nsh")
-        store_only = opt.endswith("st")
-        load_only = opt.endswith("ld")
-        for u in list(self.unclean.values()):
+        shape = _DSB_SHAPES.get(opt)
+        if shape is None:
+            shape = _DSB_SHAPES[opt] = (opt.startswith("nsh"), opt.endswith("st"),
+                                        opt.endswith("ld"))
+        local, store_only, load_only = shape
+        for u in tuple(self.unclean.values()):
             if u.cpu != cpu:
                 continue
             if local:
@@ -477,6 +491,23 @@ class BbmChecker:
         self._op_breaks.clear()
         self._op_tlbis.clear()
 
+    def on_unlock(self, cpu: int) -> None:
+        """``cpu`` left a critical section: its pending breaks were meant to be done."""
+        for u in self.unclean.values():
+            if u.cpu == cpu:
+                u.moved_on = True
+
+    def on_end(self) -> None:
+        """The input ended: report breaks never completed (casemate logs).
+
+        Certain when the CPU left its critical section after the break;
+        uncertain when the log may just have been cut in the middle of it.
+        """
+        for u in list(self.unclean.values()):
+            self._drop(u)
+            self._report_unclean(u, "bbm-missing-tlbi", "the log ended", at_current=True,
+                                 uncertain=not u.moved_on)
+
     # --- reporting ------------------------------------------------------------------------
     def _diagnose(self, u: Unclean, default: str) -> tuple[str, str]:
         if u.stage in (TLBI_S2, TLBI_ALL):
@@ -491,7 +522,7 @@ class BbmChecker:
         return default, "no TLBI covering it was issued by the CPU that invalidated it"
 
     def _report_unclean(self, u: Unclean, default: str, what: str, at_current: bool = False,
-                        kind_forced: bool = False) -> None:
+                        kind_forced: bool = False, uncertain: bool = False) -> None:
         if kind_forced:
             kind, why = default, ""
         else:
@@ -505,7 +536,6 @@ class BbmChecker:
         index = self.ctx.index if at_current else u.index
         line = self.ctx.line if at_current else u.line
         op = None if at_current else u.op
-        uncertain = False
         flags = (u.op.args.get("flags") if u.op is not None else None) or ()
         if isinstance(flags, list) and "SKIP_BBM_TLBI" in flags:
             text += ("; the caller asked to skip the TLBI (SKIP_BBM_TLBI): correct only if no "

@@ -32,7 +32,7 @@ errors (casemate's ``-I``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ptreplay.checks.bbm import BbmChecker, TlbiOp
@@ -55,6 +55,9 @@ from ptreplay.formats.casemate import (
     K_TLBI,
     K_TRYLOCK,
     K_UNLOCK,
+    TLBI_OPS,
+    CasemateReader,
+    record_builder,
 )
 
 __all__ = ["CasemateChecker"]
@@ -62,6 +65,7 @@ __all__ = ["CasemateChecker"]
 _PAGE = 4096
 _FULL_MASK = (1 << 512) - 1
 _MAX_RANGE_PAGES = 1 << 18      # one record may cover at most 1 GiB (casemate: 32 MiB in all)
+_TIDS = {"0": 0, "1": 1, "2": 2, "3": 3}
 _DEFAULT_REGS = {"vtcr_el2": 0x10, "tcr_el2": 0x10, "hcr_el2": 1, "sctlr_el2": 1, "mair_el2": 0}
 
 
@@ -102,9 +106,12 @@ class CasemateChecker:
     def feed(self, records: Iterable[tuple]) -> None:
         """Check a batch of records (from :meth:`CasemateReader.batches`)."""
         ctx = self.ctx
+        ctx.raw = None
         handlers = self._handlers
         write = self._mem_write
         index = self.records
+        if ctx.index is not None and ctx.index + 1 > index:
+            index = ctx.index + 1       # records the fast path already counted
         for rec in records:
             ctx.index = index
             ctx.cpu = rec[2]
@@ -117,15 +124,80 @@ class CasemateChecker:
                 handlers[rec[0]](rec)
         self.records = index
 
+    def check(self, reader: CasemateReader) -> Iterator[None]:
+        """Check every record of ``reader``; a generator that steps once per chunk.
+
+        Canonical lines go straight from the reader's regular expressions to
+        the checks (:meth:`CasemateReader.run`), without building records.
+        """
+        ctx = self.ctx
+        ctx.index = self.records - 1
+        for _ in reader.run(self._fast_handlers(), self.feed):
+            self.records = ctx.index + 1
+            yield None
+        self.records = ctx.index + 1
+
+    def _fast_handlers(self) -> dict[int, Callable[[tuple, int], None]]:
+        ctx = self.ctx
+        tids = _TIDS
+        write = self._write
+        barrier = self._barrier
+        tlbi = self._tlbi_op
+        handlers = self._handlers
+
+        def mem_write(g: tuple, line: int) -> None:
+            ctx.index += 1
+            ctx.line = line
+            ctx.raw = g
+            write(tids[g[1]], g[2] == "release", int(g[3], 16), int(g[4], 16))
+
+        def dsb(g: tuple, line: int) -> None:
+            ctx.index += 1
+            ctx.line = line
+            ctx.raw = g
+            if g[2] is not None:
+                barrier(tids[g[1]], g[2])
+
+        def tlbi_(g: tuple, line: int) -> None:
+            ctx.index += 1
+            ctx.line = line
+            ctx.raw = g
+            if g[2] is not None:
+                tlbi(tids[g[1]], g[2], int(g[3], 16))
+            else:
+                tlbi(tids[g[1]], g[4], None)
+
+        def other(kind: int) -> Callable[[tuple, int], None]:
+            records: list[tuple] = []
+            build = record_builder(kind, records.append)
+
+            def handle(g: tuple, line: int) -> None:
+                build(g, line)
+                rec = records.pop()
+                ctx.index += 1
+                ctx.line = line
+                ctx.raw = g
+                handlers[rec[0]](rec)
+            return handle
+
+        fast: dict[int, Callable[[tuple, int], None]] = {
+            kind: other(kind) for kind in handlers}
+        fast.update({K_MEM_WRITE: mem_write, K_DSB: dsb, K_TLBI: tlbi_})
+        return fast
+
     def finish(self) -> list[Finding]:
-        """All findings, in report order."""
+        """All findings, in report order (breaks still pending are reported now)."""
+        if self.bbm.unclean:
+            self.bbm.on_end()
         return sorted(self.ctx.findings, key=finding_sort_key)
 
     # --- memory ---------------------------------------------------------------------------------
     def _mem_write(self, rec: tuple) -> None:
-        tid = rec[2]
-        addr = rec[4] & ~7
-        new = rec[5]
+        self._write(rec[2], rec[3], rec[4], rec[5])
+
+    def _write(self, tid: int, release: int, addr: int, new: int) -> None:
+        """A store of ``new`` at ``addr`` by thread ``tid`` (``release``: release order)."""
+        addr &= ~7
         page = self.shadow.pages.get(addr >> 12)
         if page is None:
             page = self.shadow.get_or_add(addr, known=False)
@@ -162,7 +234,7 @@ class CasemateChecker:
                                  page, idx, addr)
                 elif state.authorized:
                     state.authorized = False
-                elif rec[3] == 0 and (old & 1 or new & 1):
+                elif not release and (old & 1 or new & 1):
                     self._report("plain-write-without-dsb",
                                  f"second plain store to a live entry ({addr:#x}) under lock "
                                  f"{lock:#x} without a DSB since the previous one", page, idx, addr)
@@ -273,8 +345,7 @@ class CasemateChecker:
                                    f"must be page-aligned", self.source, line=self.ctx.line)
         for key, s0, s1 in self._pages(addr, size, "mem-set"):
             for slot in range(s0, s1):
-                self._mem_write((K_MEM_WRITE, rec[1], rec[2], 0, (key << 12) + slot * 8,
-                                 value, rec[6], rec[7]))
+                self._write(rec[2], 0, (key << 12) + slot * 8, value)
 
     # --- system registers and roots -------------------------------------------------------------
     def _reg(self, tid: int, name: str) -> int | None:
@@ -368,42 +439,36 @@ class CasemateChecker:
 
     # --- barriers and TLBIs ---------------------------------------------------------------------
     def _dsb(self, rec: tuple) -> None:
-        tid = rec[2]
-        self.bbm.on_barrier(tid, rec[3])
+        self._barrier(rec[2], rec[3])
+
+    def _barrier(self, tid: int, kind: str) -> None:
+        """``dsb kind`` on thread ``tid``."""
+        if self.bbm.unclean:
+            self.bbm.on_barrier(tid, kind)
         for state in self.locks.values():
             if state.tid == tid:
                 state.authorized = True
 
     def _tlbi(self, rec: tuple) -> None:
-        tid, op, value = rec[2], rec[3], rec[5]
-        el2 = op.endswith("e2") or op.endswith("e2is")
-        if op.startswith("all"):
-            scope = "all"
-        elif op.startswith("vmall"):
-            scope = "vmid"
-        else:
-            scope = "ipa"
-        if op == "ipas2e1is":
-            stage = "s2"
-        elif op.startswith("vmalle1"):
-            stage = "s1"
-        else:
-            stage = "both"
+        self._tlbi_op(rec[2], rec[3], rec[5])
+
+    def _tlbi_op(self, tid: int, op: str, value: int | None) -> None:
+        """TLBI ``op`` (with Xt ``value``) on thread ``tid``."""
+        if not self.bbm.unclean:
+            return      # nothing to invalidate that anyone is waiting for
+        scope, regime, stage, last_level, broadcast, text = _TLBI_SHAPES[op]
         vmid = None
-        if not el2 and scope != "all":
-            ttb = self.regs.get(tid, {}).get("vttbr_el2")
+        if regime == "el1" and scope != "all":
+            ttb = self.regs.get(tid, _NO_REGS).get("vttbr_el2")
             vmid = (ttb >> 48) if ttb is not None else 0
         ipa = level = None
         if value is not None:
-            ipa = (value & ((1 << 44) - 1)) << 12
+            ipa = (value & 0xFFFFFFFFFFF) << 12
             ttl = (value >> 44) & 0xF
             if ttl >> 2 and ttl & 3:
                 level = ttl & 3
-        text = f"TLBI {op.upper()}" + (f" {value:#x}" if value is not None else "")
-        t = TlbiOp(scope, regime="el2" if el2 else "el1", stage=stage, vmid=vmid, ipa=ipa,
-                   level=level, last_level=op.startswith("vale"), broadcast=op.endswith("is"),
-                   index=self.ctx.index, text=text)
-        self.bbm.on_tlbi(tid, t)
+        self.bbm.on_tlbi(tid, TlbiOp(scope, regime, stage, None, vmid, ipa, None, level,
+                                     last_level, broadcast, self.ctx.index, text))
 
     # --- hints ----------------------------------------------------------------------------------
     def _hint(self, rec: tuple) -> None:
@@ -492,6 +557,8 @@ class CasemateChecker:
             state.count -= 1
             if state.count <= 0:
                 del self.locks[addr]
+                if self.bbm.unclean:
+                    self.bbm.on_unlock(tid)
 
     # --- reporting ------------------------------------------------------------------------------
     def _report(self, kind: str, text: str, page: Page, idx: int, entry: int) -> None:
@@ -520,3 +587,18 @@ class CasemateChecker:
 
 def _nothing(_rec: tuple) -> None:
     return None
+
+
+_NO_REGS: dict[str, int] = {}
+
+
+def _tlbi_shape(op: str) -> tuple[str, str, str, bool, bool, str]:
+    """(scope, regime, stage, last level only, broadcast, name) of a TLBI op."""
+    el2 = op.endswith("e2") or op.endswith("e2is")
+    scope = "all" if op.startswith("all") else "vmid" if op.startswith("vmall") else "ipa"
+    stage = "s2" if op == "ipas2e1is" else "s1" if op.startswith("vmalle1") else "both"
+    return (scope, "el2" if el2 else "el1", stage, op.startswith("vale"), op.endswith("is"),
+            f"TLBI {op.upper()}")
+
+
+_TLBI_SHAPES = {op: _tlbi_shape(op) for op in TLBI_OPS}

@@ -15,7 +15,7 @@ class Context:
     which fills a :class:`Finding`'s location from them.
     """
 
-    __slots__ = ("index", "line", "cpu", "ts", "op", "src", "findings", "_op_text",
+    __slots__ = ("index", "line", "cpu", "ts", "op", "src", "raw", "findings", "_op_text",
                  "_op_of_text")
 
     def __init__(self) -> None:
@@ -25,6 +25,9 @@ class Context:
         self.ts: int | None = None
         self.op: Operation | None = None
         self.src: str | None = None
+        # a casemate fast path sets only index, line and the raw record groups
+        # (tid second, src last); cpu and src are derived from them when reporting
+        self.raw: tuple | None = None
         self.findings: list[Finding] = []
         self._op_text: str | None = None
         self._op_of_text: Operation | None = None
@@ -44,6 +47,10 @@ class Context:
                ts: int | None = -1, **where: object) -> Finding:
         """Record a finding at the current event (or at ``index``/``op`` if given)."""
         use_op = op if op is not None else self.op
+        raw = self.raw
+        if raw is not None:
+            self.cpu = int(raw[1])
+            self.src = raw[-1]
         if index == -1:
             index = self.index
             if line == -1:

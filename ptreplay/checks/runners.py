@@ -87,16 +87,19 @@ def run_casemate_log(stream: IO[bytes], source: str, options: CheckOptions) -> C
     checker = CasemateChecker(source)
     at = options.at_index
     progress = options.progress
-    for batch in reader.batches():
-        if at is not None and checker.records + len(batch) > at + 1:
-            checker.feed(batch[:max(0, at + 1 - checker.records)])
-            break
-        checker.feed(batch)
-        if progress is not None:
-            progress(reader.bytes_read)
+    if at is None:
+        for _ in checker.check(reader):
+            if progress is not None:
+                progress(reader.bytes_read)
+    else:
+        for batch in reader.batches():
+            if checker.records + len(batch) > at + 1:
+                checker.feed(batch[:max(0, at + 1 - checker.records)])
+                break
+            checker.feed(batch)
     notes = {}
     if reader.expected is not None:
         notes["log's own verdict"] = (f"{reader.expected!r} after record "
-                                      f"{reader.records - 1} (line {reader.expected_line})")
+                                      f"{checker.records - 1} (line {reader.expected_line})")
     return CheckRun("casemate", checker.finish(), checker.records, checker.shadow,
                     get_profile("linux-6.1"), None, notes)

@@ -25,13 +25,16 @@ casemate's ``parser.c``. Both give the same records and the same errors.
 Memory: one chunk at a time.
 
 Records are tuples ``(kind, id, tid, a, b, c, src, line)``; see the ``K_*``
-constants for what ``a``, ``b``, ``c`` hold per kind.
+constants for what ``a``, ``b``, ``c`` hold per kind. :meth:`CasemateReader.run`
+hands canonical lines to callbacks as raw regular-expression groups instead
+(:data:`FAST_FIELDS` says which group is which), for callers that convert
+only what they need.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from ptreplay.errors import TraceFormatError
@@ -41,7 +44,7 @@ __all__ = [
     "looks_like_casemate",
     "K_MEM_WRITE", "K_MEM_READ", "K_MEM_INIT", "K_MEM_FREE", "K_MEM_SET", "K_SYSREG",
     "K_DSB", "K_ISB", "K_TLBI", "K_HINT", "K_LOCK", "K_TRYLOCK", "K_UNLOCK", "KIND_NAMES",
-    "TLBI_OPS", "TLBI_WITH_VALUE", "SYSREGS", "HINTS",
+    "TLBI_OPS", "TLBI_WITH_VALUE", "SYSREGS", "HINTS", "FAST_FIELDS", "record_builder",
 ]
 
 # Record kinds. Fields (a, b, c):
@@ -84,7 +87,7 @@ def looks_like_casemate(head: bytes) -> bool:
 
 # --- the fast path: one regular expression per kind, canonical named form -----------------
 
-_H = r"(?:0x)?([0-9a-fA-F]*)"
+_H = r"(?:0x)?([0-9a-fA-F]{1,16})"     # ("0x" alone, or 17+ digits: the careful way)
 _D = r"(\d{1,18})"
 _SRC = r'\(src "([^":]*:[^"]*)"\)\)'
 _HEAD = r"\(id " + _D + r"\) \(tid ([0-3])\) "
@@ -122,6 +125,24 @@ _FAST = {
         + r"\) \(value " + _H + r"\) " + _SRC)),
 }
 assert all(len(key) == 10 for key in _FAST)
+
+#: The match groups :meth:`CasemateReader.run` passes per kind: hex groups are
+#: 1-16 hex digits (without 0x), ``id`` decimal digits, ``tid`` one of 0-3.
+FAST_FIELDS = {
+    K_MEM_WRITE: ("id", "tid", "mem-order", "address", "value", "src"),
+    K_DSB: ("id", "tid", "dsb kind or None", "'isb' or None", "src"),
+    K_TLBI: ("id", "tid", "op with value or None", "value or None", "op without value or None",
+             "src"),
+    K_LOCK: ("id", "tid", "address", "src"),
+    K_UNLOCK: ("id", "tid", "address", "src"),
+    K_TRYLOCK: ("id", "tid", "address", "src"),
+    K_MEM_INIT: ("id", "tid", "address", "size", "src"),
+    K_MEM_FREE: ("id", "tid", "address", "size", "src"),
+    K_MEM_READ: ("id", "tid", "address", "value", "src"),
+    K_MEM_SET: ("id", "tid", "address", "size", "value", "src"),
+    K_SYSREG: ("id", "tid", "sysreg", "value", "src"),
+    K_HINT: ("id", "tid", "kind", "location", "value", "src"),
+}
 
 
 def _hex(digits: str) -> int:
@@ -163,8 +184,18 @@ class CasemateReader:
         self.bytes_read += len(data)
         return data.decode("latin-1")
 
-    def batches(self) -> Iterator[list[tuple]]:
-        """Yield the records in lists (one list per chunk of input)."""
+    def run(self, handlers: dict[int, Callable[[tuple, int], object]],
+            on_records: Callable[[list[tuple]], object]) -> Iterator[None]:
+        """Push the log through callbacks, one chunk per step of this generator.
+
+        A canonical line of kind ``k`` calls ``handlers[k](groups, line)`` with
+        the raw match groups (see :data:`FAST_FIELDS`); anything else goes
+        through the careful parser and ``on_records(records)``. Checking code
+        uses this to skip building record tuples; :meth:`batches` builds them.
+        """
+        table = {prefix: (pattern.fullmatch, handlers[kind])
+                 for prefix, (kind, pattern) in _FAST.items()}
+        get = table.get
         pending = ""           # unparsed text; starts at the start of a line
         line_no = 1            # 1-based line of pending[0]
         while True:
@@ -172,71 +203,47 @@ class CasemateReader:
             at_eof = not more
             lines = (pending + more).split("\n")
             pending = "" if at_eof else lines.pop()
-            out, consumed, stop = self._fast_lines(lines, line_no)
+            consumed = len(lines)
+            stop = False
+            for i, line in enumerate(lines):
+                entry = get(line[:10])
+                if entry is not None:
+                    m = entry[0](line)
+                    if m is not None:
+                        entry[1](m.groups(), line_no + i)
+                        continue
+                if not line:
+                    continue
+                if line[0] == "!":
+                    self._verdict(line, line_no + i)
+                    stop = True
+                else:
+                    consumed = i
+                break
             if consumed < len(lines) and not stop:
                 # the careful way, from this line on, until a record ends a line
                 rest = "\n".join(lines[consumed:]) + ("" if at_eof else "\n" + pending)
                 slow = _Slow(rest, line_no + consumed, self)
                 recs, line_no, pending, stop = slow.run()
-                out.extend(recs)
+                if recs:
+                    on_records(recs)
             else:
                 line_no += len(lines)
-            self.records += len(out)
-            if out:
-                yield out
+            yield None
             if stop or (at_eof and not pending):
                 return
 
-    def _fast_lines(self, lines: list[str], line_no: int) -> tuple[list[tuple], int, bool]:
-        """Records of the canonical lines at the start of ``lines``.
-
-        Returns them, how many lines were consumed, and whether a ``!`` ended
-        the log.
-        """
-        fast = _FAST
-        hexi = _hex
+    def batches(self) -> Iterator[list[tuple]]:
+        """Yield the records in lists (one list per chunk of input)."""
         out: list[tuple] = []
         append = out.append
-        for i, line in enumerate(lines):
-            entry = fast.get(line[:10])
-            m = entry[1].fullmatch(line) if entry is not None else None
-            if m is None:
-                if not line:
-                    continue
-                if line[0] == "!":
-                    self._verdict(line, line_no + i)
-                    return out, i, True
-                return out, i, False
-            kind = entry[0]  # type: ignore[index]
-            g = m.groups()
-            if kind == 0:
-                append((0, int(g[0]), int(g[1]), 0 if g[2] == "plain" else 1, hexi(g[3]),
-                        hexi(g[4]), g[5], line_no + i))
-            elif kind == K_DSB:
-                if g[3] is not None:
-                    append((K_ISB, int(g[0]), int(g[1]), None, None, None, g[4], line_no + i))
-                else:
-                    append((K_DSB, int(g[0]), int(g[1]), g[2], None, None, g[4], line_no + i))
-            elif kind == K_TLBI:
-                if g[2] is not None:
-                    append((K_TLBI, int(g[0]), int(g[1]), g[2], None, hexi(g[3]), g[5],
-                            line_no + i))
-                else:
-                    append((K_TLBI, int(g[0]), int(g[1]), g[4], None, None, g[5], line_no + i))
-            elif kind == K_LOCK or kind == K_UNLOCK or kind == K_TRYLOCK:
-                append((kind, int(g[0]), int(g[1]), None, hexi(g[2]), None, g[3], line_no + i))
-            elif kind == K_MEM_INIT or kind == K_MEM_FREE or kind == K_MEM_READ:
-                append((kind, int(g[0]), int(g[1]), None, hexi(g[2]), hexi(g[3]), g[4],
-                        line_no + i))
-            elif kind == K_MEM_SET:
-                append((kind, int(g[0]), int(g[1]), hexi(g[4]), hexi(g[2]), hexi(g[3]), g[5],
-                        line_no + i))
-            elif kind == K_SYSREG:
-                append((kind, int(g[0]), int(g[1]), g[2], None, hexi(g[3]), g[4], line_no + i))
-            else:  # K_HINT
-                append((kind, int(g[0]), int(g[1]), g[2], hexi(g[3]), hexi(g[4]), g[5],
-                        line_no + i))
-        return out, len(lines), False
+        handlers = {kind: record_builder(kind, append) for kind in range(len(KIND_NAMES))}
+        for _ in self.run(handlers, out.extend):
+            if out:
+                batch = out[:]
+                out.clear()
+                self.records += len(batch)
+                yield batch
 
     def __iter__(self) -> Iterator[tuple]:
         for batch in self.batches():
@@ -251,6 +258,48 @@ class CasemateReader:
         """A parse error at 1-based ``line``, 0-based ``col`` (casemate counts from 0)."""
         return TraceFormatError(f"casemate parse error: {what} (column {col})", self.source,
                                 line=line)
+
+
+_TID = {"0": 0, "1": 1, "2": 2, "3": 3}
+
+
+def record_builder(kind: int, append: Callable[[tuple], object]) -> Callable[[tuple, int], None]:
+    """A fast-path handler that builds the record tuple of a canonical line of ``kind``."""
+    if kind == K_MEM_WRITE:
+        def build(g: tuple, line: int) -> None:
+            append((K_MEM_WRITE, int(g[0]), _TID[g[1]], 0 if g[2] == "plain" else 1,
+                    int(g[3], 16), int(g[4], 16), g[5], line))
+    elif kind in (K_DSB, K_ISB):
+        def build(g: tuple, line: int) -> None:
+            if g[3] is not None:
+                append((K_ISB, int(g[0]), _TID[g[1]], None, None, None, g[4], line))
+            else:
+                append((K_DSB, int(g[0]), _TID[g[1]], g[2], None, None, g[4], line))
+    elif kind == K_TLBI:
+        def build(g: tuple, line: int) -> None:
+            if g[2] is not None:
+                append((K_TLBI, int(g[0]), _TID[g[1]], g[2], None, int(g[3], 16), g[5], line))
+            else:
+                append((K_TLBI, int(g[0]), _TID[g[1]], g[4], None, None, g[5], line))
+    elif kind in (K_LOCK, K_UNLOCK, K_TRYLOCK):
+        def build(g: tuple, line: int) -> None:
+            append((kind, int(g[0]), _TID[g[1]], None, int(g[2], 16), None, g[3], line))
+    elif kind in (K_MEM_INIT, K_MEM_FREE, K_MEM_READ):
+        def build(g: tuple, line: int) -> None:
+            append((kind, int(g[0]), _TID[g[1]], None, int(g[2], 16), int(g[3], 16), g[4],
+                    line))
+    elif kind == K_MEM_SET:
+        def build(g: tuple, line: int) -> None:
+            append((kind, int(g[0]), _TID[g[1]], int(g[4], 16), int(g[2], 16), int(g[3], 16),
+                    g[5], line))
+    elif kind == K_SYSREG:
+        def build(g: tuple, line: int) -> None:
+            append((kind, int(g[0]), _TID[g[1]], g[2], None, int(g[3], 16), g[4], line))
+    else:
+        def build(g: tuple, line: int) -> None:
+            append((kind, int(g[0]), _TID[g[1]], g[2], int(g[3], 16), int(g[4], 16), g[5],
+                    line))
+    return build
 
 
 class _Slow:
