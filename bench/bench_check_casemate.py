@@ -34,17 +34,25 @@ sys.path.insert(0, str(HERE))
 from gen_casemate_log import generate  # noqa: E402
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, int, bytes, bytes]:
-    """Run ``cmd``; return (seconds, peak RSS in KiB, exit code, stdout, stderr)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        code = os.waitstatus_to_exitcode(status)
-        return elapsed, usage.ru_maxrss, code, out.read(), err.read()
+class Measure:
+    """Wall time, CPU time (user + system) and peak RSS of one child process."""
+
+    def __init__(self, cmd: list[str]):
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            self.wall = time.perf_counter() - start
+            self.cpu = usage.ru_utime + usage.ru_stime
+            self.rss_mb = usage.ru_maxrss / 1024
+            self.code = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            self.stderr = err.read().decode(errors="replace")
+
+    def line(self, name: str, events: int) -> str:
+        return (f"{name:20}: wall {self.wall:6.2f} s ({events / self.wall:9,.0f} events/s), "
+                f"cpu {self.cpu:6.2f} s ({events / self.cpu:9,.0f} events/s), "
+                f"peak RSS {self.rss_mb:7.1f} MB, exit {self.code}")
 
 
 def ptreplay_cmd(log: Path) -> list[str]:
@@ -74,29 +82,29 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         big, half = logs[args.events], logs[args.events // 2]
-        secs, rss, code, _out, err = run_measured(ptreplay_cmd(big))
-        if code != 0:
-            print(f"ptreplay check: exit {code} (expected 0: the workload is correct)\n"
-                  f"{err.decode()}", file=sys.stderr)
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+              f"(other work slows the wall-clock figures; CPU time does not depend on it)")
+        full = Measure(ptreplay_cmd(big))
+        print(full.line("ptreplay check", args.events))
+        if full.code != 0:
+            print(f"ptreplay check should be clean on this workload:\n{full.stderr}",
+                  file=sys.stderr)
             return 1
-        rate = args.events / secs
-        print(f"ptreplay check      : {secs:6.2f} s  {rate:10,.0f} events/s  "
-              f"peak RSS {rss / 1024:7.1f} MB   (clean)")
-        hsecs, hrss, hcode, _o, _e = run_measured(ptreplay_cmd(half))
-        print(f"ptreplay check, 1/2 : {hsecs:6.2f} s  {args.events // 2 / hsecs:10,.0f} "
-              f"events/s  peak RSS {hrss / 1024:7.1f} MB   (exit {hcode})")
-        print(f"memory: full log / half log RSS = {rss / hrss:.2f}")
+        part = Measure(ptreplay_cmd(half))
+        print(part.line("ptreplay check, 1/2", args.events // 2))
+        print(f"memory: peak RSS of the full log / the half log = {full.rss_mb / part.rss_mb:.2f}")
         yardstick = 220_000
         print(f"vs the issue's yardstick (casemate-check ~{yardstick:,} events/s, ~700 MB): "
-              f"{rate / yardstick:.2f}x the speed, {rss / 1024 / 700:.2f}x the memory")
+              f"{args.events / full.wall / yardstick:.2f}x (wall), "
+              f"{args.events / full.cpu / yardstick:.2f}x (cpu) the speed, "
+              f"{full.rss_mb / 700:.2f}x the memory")
         if args.casemate:
-            csecs, crss, ccode, _o, cerr = run_measured([args.casemate, "-q", str(big)])
-            verdict = cerr.decode().strip().splitlines()[-1:] or ["?"]
-            crate = args.events / csecs
-            print(f"casemate-check -q   : {csecs:6.2f} s  {crate:10,.0f} events/s  "
-                  f"peak RSS {crss / 1024:7.1f} MB   (exit {ccode}: {verdict[0]})")
-            print(f"ratio ptreplay / casemate-check: {rate / crate:.2f}x the speed, "
-                  f"{rss / crss:.2f}x the memory")
+            ref = Measure([args.casemate, "-q", str(big)])
+            verdict = (ref.stderr.strip().splitlines() or ["?"])[-1]
+            print(ref.line("casemate-check -q", args.events) + f" ({verdict})")
+            print(f"ratio ptreplay / casemate-check: {ref.wall / full.wall:.2f}x (wall), "
+                  f"{ref.cpu / full.cpu:.2f}x (cpu) the speed, "
+                  f"{full.rss_mb / ref.rss_mb:.2f}x the memory")
     finally:
         if not args.keep:
             for path in logs.values():

@@ -44,6 +44,7 @@ from ptreplay.checks.pte import (
     granule_shift,
     pte_bad_encoding,
     pte_is_table,
+    table_addr,
 )
 from ptreplay.checks.shadow import Page, Root, Shadow
 
@@ -225,6 +226,21 @@ class BbmChecker:
         else:
             page.vals.pop(idx, None)
         unlinked = None
+        if page.root is None and not page.known and old != new:
+            # a table of unknown place (the stream began after it was linked): follow its
+            # links without knowing levels, so its children are not taken for leaks
+            if old & 3 == 3:
+                child = shadow.pages.get(table_addr(old, shadow.page_shift) >> shadow.page_shift)
+                if child is not None and child.parent == ptep:
+                    child.parent = None
+                    unlinked = child
+            if new & 3 == 3:
+                # 0b11 is a table at levels 0-2 and a page at level 3: only a page the
+                # stream allocated (a table page) can be the target of a table entry
+                child = shadow.pages.get(table_addr(new, shadow.page_shift) >> shadow.page_shift)
+                if child is not None and child.known and child.live:
+                    child.parent = ptep
+            return unlinked
         if page.root is not None and page.level is not None and page.level < 3 and old != new:
             if old & 3 == 3:
                 child = shadow.child_of(old)

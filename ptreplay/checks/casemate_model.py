@@ -201,6 +201,7 @@ class CasemateChecker:
         page = self.shadow.pages.get(addr >> 12)
         if page is None:
             page = self.shadow.get_or_add(addr, known=False)
+            page.live = False
         idx = (addr >> 3) & 511
         if page.root is None:
             if new:

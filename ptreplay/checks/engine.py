@@ -76,7 +76,7 @@ class EffectChecker:
                  on_dump: Callable[[Table, Shadow], None] | None = None):
         self.info = info
         self.profile = get_profile(info.profile)
-        self.shadow = Shadow(self.profile.page_shift)
+        self.shadow = Shadow(self.profile.page_shift, complete=info.complete)
         self.ctx = Context()
         self.bbm = BbmChecker(self.shadow, self.ctx, op_scoped=True)
         self.refcount = RefcountChecker(self.shadow, self.ctx, complete=info.complete)
@@ -91,6 +91,7 @@ class EffectChecker:
         self._op_root: Root | None = None
         self._cpu = 0
         self._reported_mismatch: set[int] = set()
+        self._blind_breaks: list[tuple[int, int, int | None, int | None, int]] = []
         self._dispatch: dict[type, Callable[[Effect], None]] = {
             Pte: self._pte, Tlbi: self._tlbi, Dsb: self._dsb, Isb: _ignore, Cmo: _ignore,
             Alloc: self._alloc, Free: self._free, Get: self._get, Put: self._put,
@@ -136,6 +137,27 @@ class EffectChecker:
         self.differential.check(step)
         self._op_end(op)
 
+    def declare_root(self, pgd: int, ia_bits: int, start_level: int,
+                     npages: int | None = None) -> Root:
+        """A stage-2 that existed before the stream began (a trace started mid-life).
+
+        Its pgd pages get their geometry, but their entries and refcounts are
+        unknown until stores and get/put show them; tables below them are
+        unknown until linked in the stream. Findings never rest on what the
+        stream has not shown.
+        """
+        shift = self.profile.page_shift
+        if npages is None:
+            npages = pgd_pages(ia_bits, start_level, shift)
+        root = self.shadow.add_root(pgd, npages, ia_bits, start_level, STAGE2)
+        for page in self.shadow.pgd_pages(root):
+            page.known = False
+            page.live = True
+            page.count = None
+        if self.current is None:
+            self.current = root
+        return root
+
     def feed_partial(self, step: Step) -> None:
         """Check the effects of an operation that has not finished (``maps --at``)."""
         ctx = self.ctx
@@ -176,6 +198,9 @@ class EffectChecker:
                                                     created=op.index)
                 self.fwb[pa] = bool(op.args.get("fwb", False))
         self._pgd_alloc = None
+        for b in self._blind_breaks:
+            self._report_blind(b, "the operation returned without a TLBI for it")
+        self._blind_breaks.clear()
         self.bbm.on_op_end()
         self.refcount.on_op_end()
         self.ownership.flush()
@@ -185,6 +210,15 @@ class EffectChecker:
                 self.shadow.drop_root(root)
                 if self.current is root:
                     self.current = None
+
+    def _report_blind(self, b: tuple[int, int, int | None, int | None, int], what: str) -> None:
+        ptep, old, index, line, cpu = b
+        self.ctx.report("bbm-missing-tlbi",
+                        f"entry {ptep:#x} ({old:#x}, valid) was invalidated; {what}. Its table "
+                        f"predates the stream, so its level and IPA are unknown", index=index,
+                        line=line, op=self.ctx.op, cpu=cpu, entry=ptep,
+                        table=ptep & ~(self.shadow.page_size - 1), uncertain=True,
+                        related=() if index is None else (index,))
 
     # --- effects --------------------------------------------------------------------------------
     def _pte(self, e: Effect) -> None:
@@ -196,7 +230,7 @@ class EffectChecker:
         ptep = e.ptep & ~7
         page = shadow.pages.get(ptep >> shadow.page_shift)
         if page is None:
-            page = shadow.get_or_add(ptep, known=not self.info.complete)
+            page = shadow.get_or_add(ptep)
             if self.info.complete:
                 ctx.report("write-to-non-table",
                            f"store to entry {ptep:#x}, in a page the stream never allocated",
@@ -217,6 +251,18 @@ class EffectChecker:
         if page.root is not None and page.level is not None:
             self.bbm.on_store(page, idx, ptep, old, new, self._cpu)
             self.ownership.on_store(page, idx, ptep, old, new, ctx.op)
+        elif not page.known:
+            if old & 1 and not new & 1:
+                # a break in a table the stream never placed: its level and IPA are
+                # unknown; the next by-address TLBI of its CPU is taken to be its own
+                self._blind_breaks.append((ptep, old, ctx.index, ctx.line, self._cpu))
+            elif new & 1 and self._blind_breaks:
+                for b in self._blind_breaks:
+                    if b[0] == ptep:
+                        self._blind_breaks.remove(b)
+                        self._report_blind(b, f"made valid again ({new:#x}) at event "
+                                              f"{ctx.index} without a TLBI in between")
+                        break
         self.refcount.on_store(page)
         unlinked = self.bbm.apply_store(page, idx, ptep, old, new)
         if unlinked is not None:
@@ -244,6 +290,14 @@ class EffectChecker:
                        broadcast=not kind.endswith("_nsh"), index=index,
                        text=text + (f" level {e.level}" if e.level is not None else ""))
         self.bbm.on_tlbi_sequence(self._cpu, t)
+        if self._blind_breaks:
+            cpu = self._cpu
+            if t.scope == "ipa":
+                mine = [b for b in self._blind_breaks if b[4] == cpu]
+                if mine:
+                    self._blind_breaks.remove(mine[-1])
+            else:
+                self._blind_breaks = [b for b in self._blind_breaks if b[4] != cpu]
 
     def _dsb(self, e: Effect) -> None:
         assert isinstance(e, Dsb)

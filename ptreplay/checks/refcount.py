@@ -50,6 +50,7 @@ class RefcountChecker:
         self._destroy_root: Root | None = None
         self._inconsistent: set[int] = set()
         self._delta: dict[int, int] = {}     # reported count - expected, per page
+        self._leaked: set[int] = set()       # pages reported as leaked
 
     # --- allocation -------------------------------------------------------------------------
     def on_alloc(self, pa: int, size: int | None) -> list[Page]:
@@ -71,6 +72,7 @@ class RefcountChecker:
             page.allocated_at = self.ctx.index
             self._inconsistent.discard(page.pa)
             self._delta.pop(page.pa, None)
+            self._leaked.discard(page.pa)
             pages.append(page)
             self._touched[page.pa] = page
             if size is None:
@@ -109,7 +111,7 @@ class RefcountChecker:
 
     def _live_page(self, pa: int, what: str) -> Page | None:
         page = self.shadow.page(pa)
-        if page is None and not self.complete:
+        if not self.complete and (page is None or not page.known and not page.freed):
             page = self.shadow.get_or_add(pa, known=False)
             page.live = True
             return page
@@ -215,13 +217,14 @@ class RefcountChecker:
                                 f"operation, but 1 + {len(page.vals)} counted entries = {expected}",
                                 table=page.pa, level=page.level, root=_root(page))
         for page in (*self._unlinked, *self._allocated):
-            if page.live and page.root is None and page.parent is None and not page.is_pgd:
+            if page.live and page.root is None and page.parent is None and not page.is_pgd \
+                    and page.pa not in self._leaked:
                 why = ("was allocated but never linked" if page in self._allocated
                        else "was unlinked from its table")
                 self.ctx.report("refcount-leak",
                                 f"table page {page.pa:#x} {why} and not freed (refcount "
                                 f"{page.count})", table=page.pa, level=page.level)
-                page.live = False  # report once
+                self._leaked.add(page.pa)
         if self._destroying is not None:
             for page in self._destroying:
                 if page.live:

@@ -98,8 +98,11 @@ class Shadow:
     :param page_shift: 12 for a 4 KiB granule, 14 for 16 KiB.
     """
 
-    def __init__(self, page_shift: int = 12):
+    def __init__(self, page_shift: int = 12, complete: bool = True):
         self.page_shift = page_shift
+        # False: the stream may start after pages existed; pages it has not shown
+        # are unknown (live, contents and count not known), never empty
+        self.complete = complete
         self.page_size = 1 << page_shift
         self.entry_mask = (1 << (page_shift - 3)) - 1
         self.pages: dict[int, Page] = {}
@@ -110,12 +113,17 @@ class Shadow:
         """The page containing ``pa``, if the stream showed it."""
         return self.pages.get(pa >> self.page_shift)
 
-    def get_or_add(self, pa: int, known: bool = True) -> Page:
-        """The page containing ``pa``, created (empty) if new."""
+    def get_or_add(self, pa: int, known: bool | None = None) -> Page:
+        """The page containing ``pa``; a new one is empty when the stream is complete,
+        unknown (and presumed live) when it is not."""
         key = pa >> self.page_shift
         page = self.pages.get(key)
         if page is None:
+            if known is None:
+                known = self.complete
             page = Page(key << self.page_shift, known)
+            if not known:
+                page.live = True
             self.pages[key] = page
         return page
 
