@@ -14,8 +14,7 @@ from test_checks_effects import oracle_lines
 
 from ptreplay.checks.differential import effect_kind
 from ptreplay.checks.engine import EffectChecker
-from ptreplay.checks.stream import Observed, Step, StreamInfo
-from ptreplay.formats.effectlog import read_effect_log
+from ptreplay.checks.stream import Observed, Step, StreamInfo, read_effect_log
 
 PROBED = frozenset({"get", "put", "alloc", "free", "tlbi", "cmo"})
 

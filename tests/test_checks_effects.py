@@ -32,9 +32,8 @@ from hypothesis import strategies as st
 
 from ptreplay.checks.engine import EffectChecker
 from ptreplay.checks.findings import KINDS, Finding
-from ptreplay.checks.stream import StreamInfo, op_int
+from ptreplay.checks.stream import StreamInfo, op_int, read_effect_log
 from ptreplay.effects import Table
-from ptreplay.formats.effectlog import read_effect_log
 
 PROFILES = ("linux-5.13", "linux-6.1")
 OWNERSHIP = {"owned-page-mapped", "owner-annotation-lost"}

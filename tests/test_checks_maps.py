@@ -17,9 +17,8 @@ from ptreplay.checks.maps import (
     ptdump,
 )
 from ptreplay.checks.profiles import get_profile
-from ptreplay.checks.stream import StreamInfo
+from ptreplay.checks.stream import StreamInfo, read_effect_log
 from ptreplay.effects import Info, Table
-from ptreplay.formats.effectlog import read_effect_log
 
 
 def _owners_from_dump(tables: list[Table], info: Info, profile) -> list[tuple[int, int, int]]:

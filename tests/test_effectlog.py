@@ -10,9 +10,10 @@ import json
 import pytest
 from test_checks_effects import oracle_files
 
+from ptreplay.checks.stream import read_effect_log
 from ptreplay.effects import effect_to_json
 from ptreplay.errors import TraceFormatError
-from ptreplay.formats.effectlog import looks_like_effect_log, read_effect_log
+from ptreplay.formats.effectlog import looks_like_effect_log
 
 
 def test_oracle_logs_read_back_line_for_line():

@@ -9,9 +9,8 @@ from ptreplay.checks.casemate_model import CasemateChecker
 from ptreplay.checks.engine import EffectChecker
 from ptreplay.checks.inputs import CheckOptions, CheckRun
 from ptreplay.checks.profiles import get_profile
-from ptreplay.checks.stream import Step, StreamInfo
+from ptreplay.checks.stream import Step, StreamInfo, read_effect_log
 from ptreplay.formats.casemate import CasemateReader
-from ptreplay.formats.effectlog import read_effect_log
 
 __all__ = ["run_effect_log", "run_casemate_log", "CountingReader"]
 

@@ -17,12 +17,15 @@ none and findings about them point at their operation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from ptreplay.effects import Effect
+from ptreplay.formats.effectlog import read_effect_lines
 
-__all__ = ["Operation", "Observed", "Step", "StreamInfo", "format_op", "op_int"]
+__all__ = ["Operation", "Observed", "Step", "StreamInfo", "format_op", "op_int",
+           "read_effect_log"]
 
 
 class Operation(NamedTuple):
@@ -147,3 +150,31 @@ def format_op(op: Operation) -> str:
             and op.ret > 1 else str(op.ret)
         text += f" -> {ret}"
     return text
+
+
+def read_effect_log(stream: IO[bytes], source: str = "-") -> Iterator[Step]:
+    """One :class:`Step` per operation of the effect log on ``stream`` (streaming).
+
+    Event indexes are 0-based line numbers; effects before the first
+    operation form a step whose ``op`` is None. Malformed lines raise
+    :class:`~ptreplay.errors.TraceFormatError` naming the line.
+    """
+    step: Step | None = None
+    for line in read_effect_lines(stream, source):
+        index = line.index
+        if line.op is not None:
+            if step is not None:
+                yield step
+            op = Operation(line.op.name, line.op.args, line.op.ret, index, line=index + 1)
+            step = Step(op, effect_base=index + 1)
+            continue
+        if step is None:
+            step = Step(None, effect_base=index)
+        base = step.effect_base or 0
+        if step.effect_indexes is None and base + len(step.effects) != index:
+            step.effect_indexes = [base + i for i in range(len(step.effects))]
+        if step.effect_indexes is not None:
+            step.effect_indexes.append(index)
+        step.effects.append(line.effect)  # type: ignore[arg-type]
+    if step is not None:
+        yield step

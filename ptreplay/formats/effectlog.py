@@ -3,10 +3,11 @@
 An effect log is what ``ptreplay model run`` prints and what the kernel
 oracle's ``expected/<profile>/*.jsonl.gz`` files hold: for every operation, an
 op line (the operation's fields with ``"ret"`` appended) followed by its
-effect lines (``{"ev": ...}``). :func:`read_effect_log` turns it into
-:class:`~ptreplay.checks.stream.Step` records, one per operation, streaming:
-only the current operation's effects are in memory. gzip-compressed input is
-recognised by its magic number.
+effect lines (``{"ev": ...}``). :func:`read_effect_lines` reads it line by
+line, streaming, into :class:`EffectLine` records (an :class:`OpLine` or an
+effect of :mod:`ptreplay.effects`); :func:`ptreplay.checks.stream.read_effect_log`
+groups them into one step per operation. gzip-compressed input is recognised
+by its magic number.
 
 Event indexes are 0-based line numbers (line ``n`` is event ``n - 1``), so a
 finding's index points at the line to look at. Blank lines are skipped.
@@ -20,13 +21,12 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from ptreplay.checks.stream import Operation, Step
-from ptreplay.effects import effect_from_json
+from ptreplay.effects import Effect, effect_from_json
 from ptreplay.errors import TraceFormatError
 
-__all__ = ["read_effect_log", "looks_like_effect_log", "parse_op"]
+__all__ = ["read_effect_lines", "looks_like_effect_log", "parse_op", "OpLine", "EffectLine"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -47,8 +47,24 @@ def _text_lines(stream: IO[bytes]) -> Iterator[bytes]:
         yield from stream
 
 
-def parse_op(obj: dict[str, Any], index: int) -> Operation:
-    """The :class:`Operation` of one op line (its ``ret`` read as a number when it is one)."""
+class OpLine(NamedTuple):
+    """An op line: the operation's name, its other fields (``ret`` apart), ``ret``."""
+
+    name: str
+    args: dict[str, Any]
+    ret: Any
+
+
+class EffectLine(NamedTuple):
+    """One non-blank line: its 0-based index, and either ``op`` or ``effect``."""
+
+    index: int
+    op: OpLine | None
+    effect: Effect | None
+
+
+def parse_op(obj: dict[str, Any]) -> OpLine:
+    """The :class:`OpLine` of one parsed op line (``ret`` read as a number when it is one)."""
     name = obj["op"]
     if not isinstance(name, str):
         raise ValueError("op: expected a string")
@@ -58,18 +74,16 @@ def parse_op(obj: dict[str, Any], index: int) -> Operation:
     elif isinstance(ret, bool) or not (ret is None or isinstance(ret, int)):
         raise ValueError("ret: expected a number or null")
     args = {k: v for k, v in obj.items() if k not in ("op", "ret")}
-    return Operation(name, args, ret, index, line=index + 1)
+    return OpLine(name, args, ret)
 
 
-def read_effect_log(stream: IO[bytes], source: str = "-") -> Iterator[Step]:
-    """Yield one :class:`Step` per operation of the effect log on ``stream``.
+def read_effect_lines(stream: IO[bytes], source: str = "-") -> Iterator[EffectLine]:
+    """Yield the op and effect lines of the effect log on ``stream``, one at a time.
 
-    Effects before the first operation form a step whose ``op`` is None.
     Raises :class:`~ptreplay.errors.TraceFormatError` for a malformed line.
     """
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]
-    step: Step | None = None
     lineno = 0
     try:
         for raw in _text_lines(stream):
@@ -83,24 +97,11 @@ def read_effect_log(stream: IO[bytes], source: str = "-") -> Iterator[Step]:
                                        line=lineno) from None
             if not isinstance(obj, dict):
                 raise TraceFormatError("expected a JSON object", source, line=lineno)
-            index = lineno - 1
             try:
                 if "ev" in obj:
-                    effect = effect_from_json(obj)
-                    if step is None:
-                        step = Step(None, effect_base=index)
-                    if step.effect_indexes is None and \
-                            (step.effect_base or 0) + len(step.effects) != index:
-                        step.effect_indexes = [(step.effect_base or 0) + i
-                                               for i in range(len(step.effects))]
-                    if step.effect_indexes is not None:
-                        step.effect_indexes.append(index)
-                    step.effects.append(effect)
+                    yield EffectLine(lineno - 1, None, effect_from_json(obj))
                 elif "op" in obj:
-                    op = parse_op(obj, index)
-                    if step is not None:
-                        yield step
-                    step = Step(op, effect_base=index + 1)
+                    yield EffectLine(lineno - 1, parse_op(obj), None)
                 else:
                     raise TraceFormatError("line has neither \"op\" nor \"ev\"", source,
                                            line=lineno)
@@ -109,8 +110,6 @@ def read_effect_log(stream: IO[bytes], source: str = "-") -> Iterator[Step]:
                                        f"{_short(err)}", source, line=lineno) from None
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise TraceFormatError(f"cannot read: {_short(err)}", source, line=lineno + 1) from None
-    if step is not None:
-        yield step
 
 
 def _short(err: BaseException) -> str:
