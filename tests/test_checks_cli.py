@@ -68,6 +68,15 @@ def test_profile_changes_the_verdict():
     (["check", "-"], b'{"op":"init","ret":0}\n{"ev":"bogus"}\n', b"at line 2"),
     (["check", "-"], b'(lock 1 0 10 "a:1")\r\n', b"at line 1"),
     (["check", "/nonexistent/x.log"], None, b"cannot open"),
+    # sizes in the input never make ptreplay allocate what the input cannot justify
+    (["check", "-"], b'(mem-init 1 0 0 ffffffffffff "a:1")\n', b"more than 262144 pages"),
+    (["check", "-"], b'(mem-set 1 0 0 1000000000 5 "a:1")\n', b"more than 8192 pages"),
+    (["check", "-"], b'(mem-set 1 0 8 1000 5 "a:1")\n', b"must be page-aligned"),
+    (["check", "-"], b'{"op":"init","ret":0}\n{"ev":"alloc","pa":"0x0","size":"0x1000000000"}\n',
+     b"more than 1024 pages, at line 2"),
+    (["check", "-"], b'{"op":"init","ret":0}\n{"ev":"alloc","pa":"0x0","size":"0x2000"}\n'
+     b'{"ev":"info","ia_bits":40,"start_level":1,"pgd_pages":99999,"vtcr":"0x0"}\n',
+     b"impossible geometry"),
     (["diff", "/nonexistent/a.json", "/nonexistent/b.json"], None, b"cannot read"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, data, what):

@@ -65,6 +65,7 @@ __all__ = ["CasemateChecker"]
 _PAGE = 4096
 _FULL_MASK = (1 << 512) - 1
 _MAX_RANGE_PAGES = 1 << 18      # one record may cover at most 1 GiB (casemate: 32 MiB in all)
+_MAX_SET_PAGES = 8192           # mem-set stores every slot: casemate's whole capacity
 _TIDS = {"0": 0, "1": 1, "2": 2, "3": 3}
 _DEFAULT_REGS = {"vtcr_el2": 0x10, "tcr_el2": 0x10, "hcr_el2": 1, "sctlr_el2": 1, "mair_el2": 0}
 
@@ -344,6 +345,10 @@ class CasemateChecker:
         if addr & 0xFFF or size & 0xFFF:
             raise TraceFormatError(f"mem-set of {size:#x} bytes at {addr:#x}: address and size "
                                    f"must be page-aligned", self.source, line=self.ctx.line)
+        if size >> 12 > _MAX_SET_PAGES:
+            raise TraceFormatError(f"mem-set of {size:#x} bytes: more than {_MAX_SET_PAGES} "
+                                   f"pages (casemate tracks at most 8192)", self.source,
+                                   line=self.ctx.line)
         for key, s0, s1 in self._pages(addr, size, "mem-set"):
             for slot in range(s0, s1):
                 self._write(rec[2], 0, (key << 12) + slot * 8, value)

@@ -47,8 +47,14 @@ from ptreplay.effects import (
     Tlbi,
     Warn,
 )
+from ptreplay.errors import TraceFormatError
 
-__all__ = ["EffectChecker", "check_steps", "default_start_level", "pgd_pages"]
+__all__ = ["EffectChecker", "check_steps", "default_start_level", "pgd_pages", "MAX_PAGES"]
+
+#: Most pages one alloc/free effect or one pgd may span: a pgd has at most 16
+#: concatenated pages, single allocations are one page; more is a broken input,
+#: not a reason to allocate memory.
+MAX_PAGES = 1024
 
 
 def default_start_level(ia_bits: int, page_shift: int = 12) -> int:
@@ -303,8 +309,15 @@ class EffectChecker:
         assert isinstance(e, Dsb)
         self.bbm.on_barrier(self._cpu, e.opt)
 
+    def _too_big(self, what: str, size: int | None) -> None:
+        if size is not None and size > MAX_PAGES << self.profile.page_shift:
+            raise TraceFormatError(f"{what} of {size:#x} bytes: more than {MAX_PAGES} pages",
+                                   self.info.source, line=self.ctx.line,
+                                   index=None if self.ctx.line else self.ctx.index)
+
     def _alloc(self, e: Effect) -> None:
         assert isinstance(e, Alloc)
+        self._too_big("alloc", e.size)
         self.refcount.on_alloc(e.pa, e.size)
         op = self.ctx.op
         if e.size is not None and op is not None and op.name == "init":
@@ -312,6 +325,7 @@ class EffectChecker:
 
     def _free(self, e: Effect) -> None:
         assert isinstance(e, Free)
+        self._too_big("free", e.size)
         step = self.shadow.page_size
         for addr in range(e.pa, e.pa + (e.size or step), step):
             page = self.shadow.page(addr)
@@ -341,6 +355,11 @@ class EffectChecker:
             return
         pa, _size = self._pgd_alloc
         op = self.ctx.op
+        if not 0 < e.pgd_pages <= MAX_PAGES or not 0 <= e.start_level <= 3 \
+                or not 12 <= e.ia_bits <= 52:
+            raise TraceFormatError(f"info line with impossible geometry (ia_bits {e.ia_bits}, "
+                                   f"start level {e.start_level}, {e.pgd_pages} pgd pages)",
+                                   self.info.source, line=self.ctx.line)
         self.current = self.shadow.add_root(pa, e.pgd_pages, e.ia_bits, e.start_level, STAGE2,
                                             created=op.index if op else None)
         self.fwb[pa] = bool(op is not None and op.args.get("fwb", False))
