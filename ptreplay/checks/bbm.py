@@ -47,6 +47,7 @@ from ptreplay.checks.pte import (
     table_addr,
 )
 from ptreplay.checks.shadow import Page, Root, Shadow
+from ptreplay.checks.stream import Operation
 
 __all__ = ["TlbiOp", "BbmChecker", "Unclean"]
 
@@ -84,7 +85,7 @@ class TlbiOp(NamedTuple):
     level: int | None = None
     last_level: bool = False
     broadcast: bool = True
-    index: int | None = None
+    index: int | None = None  # type: ignore[assignment]  # (shadows tuple.index)
     text: str = "TLBI"
 
 
@@ -110,7 +111,7 @@ class Unclean:
         self.subtree_live = False
         self.index = index
         self.line: int | None = None
-        self.op = None
+        self.op: Operation | None = None
         self.stage = BROKEN
         self.misses: list[tuple[str, int | None, str]] = []
         self.child: Page | None = None

@@ -147,20 +147,20 @@ class CasemateChecker:
         handlers = self._handlers
 
         def mem_write(g: tuple, line: int) -> None:
-            ctx.index += 1
+            ctx.index += 1  # type: ignore[operator]
             ctx.line = line
             ctx.raw = g
             write(tids[g[1]], g[2] == "release", int(g[3], 16), int(g[4], 16))
 
         def dsb(g: tuple, line: int) -> None:
-            ctx.index += 1
+            ctx.index += 1  # type: ignore[operator]
             ctx.line = line
             ctx.raw = g
             if g[2] is not None:
                 barrier(tids[g[1]], g[2])
 
         def tlbi_(g: tuple, line: int) -> None:
-            ctx.index += 1
+            ctx.index += 1  # type: ignore[operator]
             ctx.line = line
             ctx.raw = g
             if g[2] is not None:
@@ -175,7 +175,7 @@ class CasemateChecker:
             def handle(g: tuple, line: int) -> None:
                 build(g, line)
                 rec = records.pop()
-                ctx.index += 1
+                ctx.index += 1  # type: ignore[operator]
                 ctx.line = line
                 ctx.raw = g
                 handlers[rec[0]](rec)
@@ -268,8 +268,8 @@ class CasemateChecker:
         for page in (top, *self.shadow.descendants(top)):
             if not page.init_mask and not page.vals:
                 self._report_page("uninitialised-table",
-                                  f"table page {page.pa:#x} became part of the table at "
-                                  f"{page.root.pgd:#x} but was never initialised (mem-init)",
+                                  f"table page {page.pa:#x} became part of a live table but "
+                                  f"was never initialised (mem-init)",
                                   page)
             level = page.level
             if level is None:

@@ -225,7 +225,7 @@ class RefcountChecker:
                                 f"table page {page.pa:#x} {why} and not freed (refcount "
                                 f"{page.count})", table=page.pa, level=page.level)
                 self._leaked.add(page.pa)
-        if self._destroying is not None:
+        if self._destroying is not None and self._destroy_root is not None:
             for page in self._destroying:
                 if page.live:
                     self.ctx.report("refcount-leak",
@@ -233,7 +233,7 @@ class RefcountChecker:
                                     f"{self._destroy_root.pgd:#x} was not freed by destroy "
                                     f"(refcount {page.count})",
                                     table=page.pa, level=page.level,
-                                    root=self._destroy_root.pgd if self._destroy_root else None)
+                                    root=self._destroy_root.pgd)
         self._destroying = None
         self._destroy_root = None
         self._touched.clear()

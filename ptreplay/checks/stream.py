@@ -48,7 +48,7 @@ class Operation(NamedTuple):
     name: str
     args: dict[str, Any]
     ret: Any
-    index: int
+    index: int  # type: ignore[assignment]  # (shadows tuple.index)
     line: int | None = None
     cpu: int | None = None
     ts: int | None = None
@@ -59,7 +59,7 @@ class Observed(NamedTuple):
     """An effect a trace observed, with its own place in the trace."""
 
     effect: Effect
-    index: int
+    index: int  # type: ignore[assignment]  # (shadows tuple.index)
     ts: int | None = None
     cpu: int | None = None
 

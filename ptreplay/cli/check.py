@@ -71,7 +71,7 @@ def run_check(path: str, input_kind: str | None, profile: str, quiet: bool = Tru
         raise InputError(f"unknown input kind {input_kind!r} (known: {', '.join(SOURCES)})")
     raw, name, size = open_input(path)
     try:
-        stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         head = stream.peek(512)[:512]
         source = SOURCES[input_kind] if input_kind else detect_source(head, name)
         bar, update = _progress(size, quiet)

@@ -34,7 +34,7 @@ only what they need.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 from ptreplay.errors import TraceFormatError
@@ -184,7 +184,7 @@ class CasemateReader:
         self.bytes_read += len(data)
         return data.decode("latin-1")
 
-    def run(self, handlers: dict[int, Callable[[tuple, int], object]],
+    def run(self, handlers: Mapping[int, Callable[[tuple, int], object]],
             on_records: Callable[[list[tuple]], object]) -> Iterator[None]:
         """Push the log through callbacks, one chunk per step of this generator.
 
@@ -441,7 +441,9 @@ class _Slow:
         tid = self.field("tid", self.decimal)
         if tid & _U64 >= _MAX_CPU:
             raise self.err("tid out of range")
-        a = b = c = None
+        a: int | str | None = None
+        b: int | None = None
+        c: int | None = None
         if kind_word == "mem-write":
             kind = K_MEM_WRITE
             a = _MEM_ORDERS[self.field("mem-order", lambda: self.enum(_MEM_ORDERS,

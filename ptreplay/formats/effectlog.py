@@ -42,7 +42,7 @@ def looks_like_effect_log(head: bytes) -> bool:
 def _text_lines(stream: IO[bytes]) -> Iterator[bytes]:
     head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
     if head == _GZIP_MAGIC:
-        yield from gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type]
+        yield from gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type,type-var]
     else:
         yield from stream
 
@@ -58,7 +58,7 @@ class OpLine(NamedTuple):
 class EffectLine(NamedTuple):
     """One non-blank line: its 0-based index, and either ``op`` or ``effect``."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # (shadows tuple.index)
     op: OpLine | None
     effect: Effect | None
 
@@ -83,7 +83,7 @@ def read_effect_lines(stream: IO[bytes], source: str = "-") -> Iterator[EffectLi
     Raises :class:`~ptreplay.errors.TraceFormatError` for a malformed line.
     """
     if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type,type-var]
     lineno = 0
     try:
         for raw in _text_lines(stream):

@@ -91,10 +91,13 @@ def finding_to_json(f: Finding) -> dict[str, Any]:
     for key, value in (("index", f.index), ("line", f.line), ("cpu", f.cpu), ("ts", f.ts)):
         if value is not None:
             obj[key] = value
-    for key, value in (("root", _hex(f.root)), ("ipa", _range(f.ipa)), ("pa", _range(f.pa)),
-                       ("table", _hex(f.table)), ("entry", _hex(f.entry))):
-        if value is not None:
-            obj[key] = value
+    for key, text in (("root", _hex(f.root)), ("table", _hex(f.table)),
+                      ("entry", _hex(f.entry))):
+        if text is not None:
+            obj[key] = text
+    for key, pair in (("ipa", _range(f.ipa)), ("pa", _range(f.pa))):
+        if pair is not None:
+            obj[key] = pair
     if f.level is not None:
         obj["level"] = f.level
     if f.op is not None:
@@ -141,7 +144,7 @@ def fingerprint(f: Finding) -> str:
     do not.
     """
     op = f.op.split(" -> ")[0] if f.op else ""
-    parts = [f.kind, _hex(f.ipa[0]) if f.ipa else "", _hex(f.ipa[1]) if f.ipa else "",
+    parts = [f.kind, f"{f.ipa[0]:#x}" if f.ipa else "", f"{f.ipa[1]:#x}" if f.ipa else "",
              str(f.level if f.level is not None else ""), op, f.src or ""]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
@@ -198,7 +201,9 @@ def report_from_json(text: str, source: str = "-") -> Report:
                 related=tuple(_num(i, where) or 0 for i in item.get("related", []))))
         except InputError as err:
             raise err.located(source) from None
-    notes = obj.get("notes") if isinstance(obj.get("notes"), dict) else {}
+    notes = obj.get("notes")
+    if not isinstance(notes, dict):
+        notes = {}
     return Report(input=str(obj.get("input", source)),
                   input_kind=str(obj.get("input_kind", "")),
                   profile=obj.get("profile"), findings=findings,

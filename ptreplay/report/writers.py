@@ -7,6 +7,7 @@ function of the report, so the same input gives byte-identical output.
 from __future__ import annotations
 
 import json
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ptreplay import __version__
@@ -116,8 +117,8 @@ def write_junit(report: Report) -> str:
 
 def write_sarif(report: Report) -> str:
     """SARIF 2.1.0: one rule per finding kind, one result per finding."""
-    rules = []
-    index = {}
+    rules: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
     for i, (name, kind) in enumerate(KINDS.items()):
         index[name] = i
         rules.append({
@@ -131,7 +132,8 @@ def write_sarif(report: Report) -> str:
     results = []
     for f in report.findings:
         region = {"startLine": f.line} if f.line is not None else None
-        location = {"physicalLocation": {"artifactLocation": {"uri": report.input}}}
+        location: dict[str, Any] = {
+            "physicalLocation": {"artifactLocation": {"uri": report.input}}}
         if region:
             location["physicalLocation"]["region"] = region
         props = {k: v for k, v in (
@@ -140,7 +142,7 @@ def write_sarif(report: Report) -> str:
             ("ipa", None if f.ipa is None else [f"{f.ipa[0]:#x}", f"{f.ipa[1]:#x}"]),
             ("level", f.level), ("operation", f.op), ("source", f.src),
             ("uncertain", f.uncertain or None)) if v is not None}
-        result = {
+        result: dict[str, Any] = {
             "ruleId": f.kind,
             "level": f.severity,
             "message": {"text": f.explanation},
