@@ -20,6 +20,8 @@ operation that did it:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ptreplay.checks.context import Context
 from ptreplay.checks.profiles import DecodeProfile
 from ptreplay.checks.pte import granule_shift, leaf_oa, pte_is_table
@@ -27,6 +29,25 @@ from ptreplay.checks.shadow import Page, Shadow
 from ptreplay.checks.stream import Operation, op_int
 
 __all__ = ["OwnershipChecker"]
+
+
+class _Pending(NamedTuple):
+    """A finding waiting for the end of its operation (contiguous ones are merged)."""
+
+    kind: str
+    owner: int
+    root: int | None
+    lo: int
+    hi: int
+    what: str
+    entries: int
+    table: int
+    entry: int
+    pa: tuple[int, int] | None
+    level: int | None
+    index: int | None  # type: ignore[assignment]  # (shadows tuple.index)
+    line: int | None
+    op: Operation | None
 
 
 class OwnershipChecker:
@@ -41,7 +62,7 @@ class OwnershipChecker:
         self._owned_frames: dict[int, tuple[int, int]] = {}
         self._owned_blocks: dict[tuple[int, int], tuple[int, int]] = {}
         self._locked: dict[int, int] = {}
-        self._pending: list[tuple] = []
+        self._pending: list[_Pending] = []
         self._dropped: list[tuple] = []
 
     def _owner(self, pte: int) -> int:
@@ -101,22 +122,22 @@ class OwnershipChecker:
               what: str, pa: tuple[int, int] | None = None) -> None:
         """Queue a finding; :meth:`flush` reports runs of contiguous ones as one."""
         root = page.root.pgd if page.root else None
-        self._pending.append((kind, owner, root, lo, hi, what, 1, page.pa, ptep, pa,
-                              page.level, self.ctx.index, self.ctx.line, self.ctx.op))
+        self._pending.append(_Pending(kind, owner, root, lo, hi, what, 1, page.pa, ptep, pa,
+                                      page.level, self.ctx.index, self.ctx.line, self.ctx.op))
         if len(self._pending) > 1:
             self._merge_last()
 
     def _merge_last(self) -> None:
         last = self._pending[-1]
         prev = self._pending[-2]
-        if prev[0] != last[0] or prev[1] != last[1] or prev[2] != last[2] \
-                or prev[4] != last[3] or prev[5] != last[5]:
+        if (prev.kind, prev.owner, prev.root, prev.hi, prev.what) != \
+                (last.kind, last.owner, last.root, last.lo, last.what):
             return
         pa = None
-        if prev[9] is not None and last[9] is not None and prev[9][1] == last[9][0]:
-            pa = (prev[9][0], last[9][1])
-        self._pending[-2:] = [(*prev[:4], last[4], prev[5], prev[6] + last[6], *prev[7:9], pa,
-                               *prev[10:])]
+        if prev.pa is not None and last.pa is not None and prev.pa[1] == last.pa[0]:
+            pa = (prev.pa[0], last.pa[1])
+        self._pending[-2:] = [prev._replace(hi=last.hi, entries=prev.entries + last.entries,
+                                            pa=pa)]
 
     def _merge_pending(self) -> None:
         items = self._pending
@@ -130,14 +151,13 @@ class OwnershipChecker:
         """Report the queued findings (at the end of each operation)."""
         if self._dropped:
             self._judge_dropped()
-            self._pending.sort(key=lambda p: (p[11] or 0, p[3]))
+            self._pending.sort(key=lambda p: (p.index or 0, p.lo))
             self._merge_pending()
-        for (kind, owner, root, lo, hi, what, n, table, ptep, pa, level, index, line,
-             op) in self._pending:
-            count = f" ({n} entries)" if n > 1 else ""
-            self.ctx.report(kind, f"owner {owner}'s IPA {lo:#x}-{hi:#x}{count} {what}",
-                            index=index, line=line, op=op, root=root, ipa=(lo, hi), pa=pa,
-                            table=table, entry=ptep, level=level)
+        for p in self._pending:
+            count = f" ({p.entries} entries)" if p.entries > 1 else ""
+            self.ctx.report(p.kind, f"owner {p.owner}'s IPA {p.lo:#x}-{p.hi:#x}{count} {p.what}",
+                            index=p.index, line=p.line, op=p.op, root=p.root, ipa=(p.lo, p.hi),
+                            pa=p.pa, table=p.table, entry=p.entry, level=p.level)
         self._pending.clear()
 
     def _table_dropped(self, page: Page, idx: int, ptep: int, old: int,
@@ -183,8 +203,8 @@ class OwnershipChecker:
             else:
                 kind = "owner-annotation-lost"
                 what = f"was dropped with the table {child:#x} that {by} unlinked"
-            self._pending.append((kind, owner, root.pgd, lo, hi, what, 1, table, ptep, None,
-                                  level, index, line, op))
+            self._pending.append(_Pending(kind, owner, root.pgd, lo, hi, what, 1, table, ptep,
+                                          None, level, index, line, op))
         self._dropped.clear()
 
     def _remember(self, lo: int, hi: int, level: int, owner: int, root: int) -> None:
