@@ -16,8 +16,11 @@ from ptreplay.errors import InputError
 # Importing a command module registers its commands on ``app``: one line per module.
 # isort: split
 import ptreplay.cli.capture  # noqa: F401  (ptreplay capture kprobes|record)
+import ptreplay.cli.check  # noqa: F401  (ptreplay check)
+import ptreplay.cli.diff  # noqa: F401  (ptreplay diff)
 import ptreplay.cli.events  # noqa: F401  (ptreplay events)
 import ptreplay.cli.info  # noqa: F401  (ptreplay info)
+import ptreplay.cli.maps  # noqa: F401  (ptreplay maps)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
 import ptreplay.cli.replay  # noqa: F401  (ptreplay replay)
 

@@ -1,0 +1,78 @@
+"""``ptreplay maps``: ownership and mapping maps of each page table, at the end or at an event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from ptreplay.checks.inputs import SOURCES
+from ptreplay.checks.maps import format_mappings, format_ownership, ownership_map, ptdump
+from ptreplay.checks.profiles import DEFAULT_PROFILE, PROFILES
+from ptreplay.cli.app import app
+from ptreplay.cli.check import run_check, write_output
+from ptreplay.errors import InputError
+
+__all__ = ["maps"]
+
+_EXAMPLES = (
+    "Examples:\n\n"
+    "ptreplay maps run.jsonl  (owners and mappings of each stage-2, at the end)\n\n"
+    "ptreplay maps run.jsonl --at 1200 --layout owners\n\n"
+    "ptreplay maps run.jsonl --at 1200 --layout ptdump > then.txt  (diff it with a live "
+    "stage2_page_tables)")
+
+
+@app.command("maps", epilog=_EXAMPLES, help=(
+    "Print, for each page table of INPUT, the ownership map (which owner id holds each IPA "
+    "range; host = 0) and the mapping map, at the end of the input or right after event "
+    "--at. Layouts: owners; ptdump (the kernel's stage-2 ptdump debugfs file, including the "
+    "last run, which the kernel omits); full (IPA -> PA, level, permissions, memory type, "
+    "AF); all (owners then full)."))
+def maps(
+    input: Annotated[str, typer.Argument(
+        metavar="INPUT", help="Effect log or casemate log; - reads stdin.")],
+    input_kind: Annotated[str | None, typer.Option(
+        "--input", metavar="KIND", show_default=False, click_type=click.Choice(list(SOURCES)),
+        help="Kind of input: " + ", ".join(SOURCES) + " (default: detected).")] = None,
+    profile: Annotated[str, typer.Option(
+        "--profile", click_type=click.Choice(list(PROFILES)),
+        help="Kernel profile (owner-id encoding).")] = DEFAULT_PROFILE,
+    at: Annotated[int | None, typer.Option(
+        "--at", metavar="INDEX", min=0, help="Stop right after the event with this index.")
+    ] = None,
+    root: Annotated[str | None, typer.Option(
+        "--root", metavar="PGD", help="Only the page table whose pgd is at PGD (hex).")] = None,
+    layout: Annotated[str, typer.Option(
+        "--layout", click_type=click.Choice(["all", "owners", "ptdump", "full"]),
+        help="What to print.")] = "all",
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", metavar="FILE", help="Write to FILE, not stdout.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Print the maps of INPUT's page tables."""
+    run, name = run_check(input, input_kind, profile, quiet, at_index=at)
+    shadow = run.shadow
+    roots = [r for _pgd, r in sorted(shadow.roots.items())]
+    if root is not None:
+        try:
+            want = int(root, 16)
+        except ValueError:
+            raise InputError(f"--root: not a hex address: {root!r}") from None
+        roots = [r for r in roots if r.pgd == want]
+        if not roots:
+            raise InputError(f"no page table with pgd {want:#x} is live there", name)
+    parts = []
+    for r in roots:
+        if layout in ("all", "owners"):
+            parts.append(format_ownership(ownership_map(shadow, r, run.profile), r))
+        if layout == "ptdump":
+            parts.append(ptdump(shadow, r))
+        if layout in ("all", "full"):
+            parts.append(format_mappings(shadow, r, run.profile, run.fwb.get(r.pgd, False)))
+    if not roots:
+        parts.append(f"{name}: no live page table" + (f" after event {at}" if at is not None
+                                                       else "") + "\n")
+    write_output("".join(parts), output)
