@@ -20,7 +20,7 @@ marked ``uncertain``. Event indexes in findings are those of the whole trace
 entries are named by their kernel virtual addresses.
 
 :func:`run_trace` is the ``trace`` input source of ``ptreplay check`` and
-``ptreplay maps`` (:mod:`ptreplay.checks.inputs`).
+``ptreplay maps`` (registered in :mod:`ptreplay.checks.inputs`).
 """
 
 from __future__ import annotations
@@ -32,22 +32,17 @@ from typing import IO, Any
 
 from ptreplay.checks.engine import EffectChecker
 from ptreplay.checks.findings import Finding
-from ptreplay.checks.inputs import (
-    TRACE_DAT_MAGIC,
-    CheckOptions,
-    CheckRun,
-    InputSource,
-    register_source,
-)
+from ptreplay.checks.inputs import CheckOptions, CheckRun
 from ptreplay.checks.stream import Operation, Step, StreamInfo
 from ptreplay.effects import Alloc
+from ptreplay.errors import InputError
 from ptreplay.stage2.compare import Difference, describe
 from ptreplay.stage2.feed import fewer_collections
 from ptreplay.stage2.replay import Replay, ReplayConfig, ReplayStep
 from ptreplay.stage2.source import Stage2Trace
 from ptreplay.trace import open_trace
 
-__all__ = ["TraceCheck", "check_trace", "run_trace", "TRACE_SOURCE", "MAX_UNCERTAIN"]
+__all__ = ["TraceCheck", "check_trace", "run_trace", "MAX_UNCERTAIN"]
 
 #: Uncertain findings listed at most (the rest are counted in a note): a trace that
 #: starts late diverges wherever the unseen state matters.
@@ -169,7 +164,7 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
                     dropped += 1
         first = replay.first_mkyoung
         if replay.config.hw_af is None and first is not None:
-            for index, _pa, _root in replay.adopted:
+            for index, _pa, _root, _ts in replay.adopted:
                 if index < first:
                     pending.append(_Div(
                         "divergence-return", "the model took the access flag the hardware set "
@@ -345,21 +340,20 @@ def _notes(replay: Replay, run: TraceCheck, uncertain_dropped: int) -> dict[str,
 # --- the ``trace`` input source -------------------------------------------------------------
 
 
-def _looks_like_trace(head: bytes) -> bool:
-    return head.startswith(TRACE_DAT_MAGIC)
-
-
 def run_trace(stream: IO[bytes], source: str, options: CheckOptions) -> CheckRun:
-    """Check the trace ``source`` (``ptreplay check --input trace``)."""
-    config = getattr(options, "replay", None) or ReplayConfig()
+    """Check the trace ``source`` (``ptreplay check``, ``--input trace``).
+
+    The trace is read by name (``stream`` is not used: a trace is read by pages, and
+    a raw tracefs copy is a folder). ``options.replay`` holds the replay's decisions.
+    """
+    if source == "-":
+        raise InputError("a trace is read page by page, not as a stream: give its file name",
+                         source)
+    if options.at_index is not None:
+        raise InputError("stopping a trace at an event index is not supported; use "
+                         "`ptreplay replay TRACE --at TIMESTAMP`", source)
+    config = options.replay or ReplayConfig()
     run = check_trace(source, config, progress=options.progress)
     checker = run.checker
     return CheckRun("trace", run.findings, run.steps, checker.shadow, checker.profile,
                     run.replay.profile.name, run.notes, fwb=dict(checker.fwb))
-
-
-TRACE_SOURCE = InputSource(
-    "trace", "trace-cmd trace.dat or raw tracefs copy of the capture kit's probes: replayed "
-    "through the model, the checkers run on what the trace observed", _looks_like_trace,
-    "ptreplay.stage2.checking:run_trace")
-register_source(TRACE_SOURCE)

@@ -191,8 +191,8 @@ class _Engine:
         self.linear_offset: int | None = None
         self.comparer: Comparer | None = None
         self.stats: dict[str, int] = {}
-        #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id).
-        self.adopted: list[tuple[int, int, int]] = []
+        #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id, timestamp).
+        self.adopted: list[tuple[int, int, int, int | None]] = []
         self._fresh_next = 0
         self._pending_init: dict[int, ReplayStep] = {}
 
@@ -282,7 +282,7 @@ class _Engine:
                      or self.replay.first_mkyoung > index)):
             hw = model.adopt_af(kind, args["addr"], op.ret, index)
             if hw is not None:
-                self.adopted.append((index, hw.ptep, root_id))
+                self.adopted.append((index, hw.ptep, root_id, op.ts))
         allocs = ([r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
                   if kind in _ALLOCATING else [])
         ret = model.run(kind, args, allocs)
@@ -433,6 +433,7 @@ class Replay:
         self.stats: dict[str, int] = {}
         #: event ordinal of the first mkyoung (an access-flag fault handled by KVM).
         self.first_mkyoung: int | None = None
+        self.first_mkyoung_ts: int | None = None
         self.engine: _Engine | None = None
         self.events_read = 0
         #: maps with and without a memory cache.
@@ -462,8 +463,8 @@ class Replay:
         return self.engine.comparer if self.engine is not None else None
 
     @property
-    def adopted(self) -> list[tuple[int, int, int]]:
-        """Hardware-AF adoptions: (op ordinal, entry PA, root id)."""
+    def adopted(self) -> list[tuple[int, int, int, int | None]]:
+        """Hardware-AF adoptions: (op ordinal, entry PA, root id, timestamp)."""
         return self.engine.adopted if self.engine is not None else []
 
     # --- the stream ----------------------------------------------------------------------
@@ -485,6 +486,7 @@ class Replay:
                     self._count_mc(rec)  # type: ignore[arg-type]
                 elif rec.kind == "mkyoung" and self.first_mkyoung is None:  # type: ignore[union-attr]
                     self.first_mkyoung = rec.first_index  # type: ignore[union-attr]
+                    self.first_mkyoung_ts = rec.ts  # type: ignore[union-attr]
                 if self._open and type(rec) is OpRecord:
                     self.evidence.observe(rec)  # type: ignore[arg-type]
                 yield from engine.process(rec)
@@ -541,6 +543,7 @@ class Replay:
         op: OpRecord = rec  # type: ignore[assignment]
         if op.kind == "mkyoung" and self.first_mkyoung is None:
             self.first_mkyoung = op.first_index
+            self.first_mkyoung_ts = op.ts
         self.evidence.observe(op)  # type: ignore[arg-type]
         if self._scout is None:
             self._scout = _Engine(self, Platform(granule=self.granule, fwb=False),
@@ -619,10 +622,10 @@ class Replay:
             lines.append(self.platform.hw_af.describe())
         elif self.first_mkyoung is not None:
             lines.append("hw_af=no (trace: the kernel handled an access-flag fault (mkyoung), "
-                         f"event {self.first_mkyoung})")
+                         f"ts {self.first_mkyoung_ts})")
         elif adopted:
             lines.append(f"hw_af=yes (trace: the hardware set the access flag of {len(adopted)} "
-                         f"aged leaves again, first at event {adopted[0][0]})")
+                         f"aged leaves again, first at ts {adopted[0][3]})")
         else:
             lines.append("hw_af=unknown (trace: no aged leaf was seen young again)")
         total = self.maps_with_mc + self.maps_without_mc
