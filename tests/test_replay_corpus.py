@@ -1,11 +1,13 @@
-"""The real arm64 recordings replay through linux-6.1 from an empty table with no divergence.
+"""The real arm64 recordings replay through linux-6.1 from an empty table with no divergence,
+and ``ptreplay check`` finds nothing in them.
 
 Ground truth from outside the project: the recordings' own event counts
 (``*.event-counts.txt``: every probe hit is in the file) and boot logs (the
 CPU features of each machine). Every operation is replayed, its return value
 equals the model's, and every observed effect (allocations, frees,
 get/put_page, page_count with the page's count, cache maintenance, TLB
-invalidations where they fire) equals the model's prediction.
+invalidations where they fire) equals the model's prediction; the checkers,
+run on what the trace observed, report nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from functools import cache
 import pytest
 from conftest import CORPUS, require_shared
 
+from ptreplay.checks.findings import Finding
+from ptreplay.stage2.checking import check_trace
 from ptreplay.stage2.operations import OP_KINDS
 from ptreplay.stage2.platform import features_from_dmesg
 from ptreplay.stage2.replay import Replay, ReplayConfig, ReplayStep
-from ptreplay.stage2.source import Stage2Trace
-from ptreplay.trace import open_trace
 
 ARM64 = CORPUS / "arm64"
 RECORDINGS = {
@@ -40,22 +42,26 @@ _PROBES = {
 
 
 class Result:
-    def __init__(self, replay: Replay, steps: list[ReplayStep]) -> None:
+    def __init__(self, replay: Replay, steps: list[ReplayStep], findings: list[Finding]) -> None:
         self.replay = replay
         self.steps = steps
+        self.findings = findings
 
 
 @cache
 def _run(name: str, hw_af: bool | None = None) -> Result:
+    """``ptreplay check`` of a recording (two processes), keeping each replayed step."""
     require_shared()
-    with open_trace(ARM64 / name / RECORDINGS[name][0]) as t:
-        replay = Replay(Stage2Trace(t), ReplayConfig(hw_af=hw_af))
-        steps = [s for s in replay.steps() if isinstance(s, ReplayStep)]
-    for s in steps:  # keep only what the tests read
-        s.predicted = []
-        s.merged = []
-        s.merged_index = []
-    return Result(replay, steps)
+    steps: list[ReplayStep] = []
+
+    def keep(step: ReplayStep) -> None:
+        step.predicted = []  # keep only what the tests read
+        step.merged = None
+        steps.append(step)
+
+    run = check_trace(str(ARM64 / name / RECORDINGS[name][0]),
+                      ReplayConfig(hw_af=hw_af, jobs=2), on_step=keep)
+    return Result(run.replay, steps, run.findings)
 
 
 def _counts(name: str) -> Counter[str]:
@@ -99,6 +105,11 @@ def test_every_operation_and_effect_equals_the_model(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(RECORDINGS))
+def test_check_finds_nothing(name: str) -> None:
+    assert _run(name).findings == []
+
+
+@pytest.mark.parametrize("name", list(RECORDINGS))
 def test_platform_as_the_boot_log_says(name: str) -> None:
     replay = _run(name).replay
     with gzip.open(ARM64 / name / "l1-info" / "dmesg-boot.txt.gz", "rt") as f:
@@ -118,9 +129,12 @@ def test_without_hardware_af_only_mkold_af_bits_diverge() -> None:
     """Telling the replay the VHE machine has no hardware AF management must show: the
     mkold returns where the hardware had set AF again, and nothing else."""
     adopted = {a[0] for a in _run("vhe-rich-v7").replay.adopted}
-    steps = _run("vhe-rich-v7", hw_af=False).steps
-    div = [s for s in steps if s.diverges]
+    result = _run("vhe-rich-v7", hw_af=False)
+    div = [s for s in result.steps if s.diverges]
     assert {s.index for s in div} == adopted
     for s in div:
         assert s.op.kind == "mkold" and not s.effects_diverge
         assert s.op.ret ^ s.predicted_ret == 1 << 10 and s.op.ret & 1 << 10
+    assert {f.kind for f in result.findings} == {"divergence-return"}
+    assert len(result.findings) == len(adopted)
+    assert all("bits 0x400 differ" in f.explanation for f in result.findings)
