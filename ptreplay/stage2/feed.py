@@ -55,14 +55,14 @@ def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
     builder = OperationBuilder(st.page_size)
     handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
     ready = builder.ready
-    make = st.event_makers()
+    feed = st.event_makers(handlers)
     batch: list[tuple] = []
     n = 0
     for ts, cpu, name, vals in st.trace.scan(st.fields, lost=True):
         if name is LOST:
             handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
         else:
-            handlers[name](make[name](n, cpu, ts, vals))
+            feed[name](n, cpu, ts, vals)
             n += 1
             if not n & progress_every:
                 emit(batch, n)
@@ -142,7 +142,7 @@ class Feed:
         builder = OperationBuilder(st.page_size)
         handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
         ready = builder.ready
-        make = st.event_makers()
+        feed = st.event_makers(handlers)
         progress = self.progress
         n = 0
         # the loop of _produce, yielding as the operations complete
@@ -150,7 +150,7 @@ class Feed:
             if name is LOST:
                 handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
             else:
-                handlers[name](make[name](n, cpu, ts, vals))
+                feed[name](n, cpu, ts, vals)
                 n += 1
                 if not n & 0x3FFF and progress is not None:
                     progress(n)

@@ -145,9 +145,11 @@ class Stage2Trace:
 
     # --- events ------------------------------------------------------------------------
 
-    def event_makers(self) -> dict[str, Callable[[int, int, int, tuple], ScanEvent]]:
+    def event_makers(self, handlers: dict[str, Callable[[Any], Any]] | None = None
+                     ) -> dict[str, Callable[[int, int, int, tuple], Any]]:
         """Per event name, ``(ordinal, cpu, ts, values) -> ScanEvent``, ``values`` as
-        :meth:`Trace.scan` yields them for :attr:`fields`.
+        :meth:`Trace.scan` yields them for :attr:`fields`; with ``handlers`` (event name
+        -> function), a function that makes the event and passes it to its handler.
 
         Each is compiled from the event's field names (a dict display per event is a
         third of the cost of ``dict(zip(names, values))``, on the hottest loop).
@@ -155,8 +157,12 @@ class Stage2Trace:
         out = {}
         for name, keys in self.fields.items():
             body = ", ".join(f"{k!r}: v[{i}]" for i, k in enumerate(keys))
-            code = f"lambda n, cpu, ts, v: ScanEvent(n, cpu, ts, v[0], {name!r}, {{{body}}})"
-            out[name] = eval(code, {"ScanEvent": ScanEvent})  # noqa: S307 - our own text
+            make = f"ScanEvent(n, cpu, ts, v[0], {name!r}, {{{body}}})"
+            env: dict[str, Any] = {"ScanEvent": ScanEvent}
+            if handlers is not None:
+                env["handle"] = handlers[name]
+                make = f"handle({make})"
+            out[name] = eval(f"lambda n, cpu, ts, v: {make}", env)  # noqa: S307 - our text
         return out
 
     def events(self) -> Iterator[ScanEvent]:
