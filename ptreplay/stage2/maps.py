@@ -65,7 +65,7 @@ def render_maps(path: str, config: ReplayConfig | None = None, *, until: int | N
     if root is not None:
         shown = [s for s in shown if root in (s[0], s[0] + offset)]
         if not shown:
-            raise InputError(f"no stage-2 root with pgd {root:#x} in the trace {when}", path)
+            raise InputError(f"no stage-2 root with pgd {root:#x} ({when})", path)
     for pgd, state, text in shown:
         info: Any = by_pgd.get(pgd)
         head = f"stage-2 root at pgd {pgd + offset:#x}"
