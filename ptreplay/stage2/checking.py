@@ -122,16 +122,18 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
                     feed(_adoption(op, model))
             else:
                 root_pa = None
-            cop = _operation(op, step, root_pa)
             if snapshot is not None and op.kind == "destroy" and root_pa is not None:
                 run.snapshots.append((root_pa, snapshot(checker, root_pa)))
             before = len(findings)
+            cop = None
             if step.merged is None:
                 # An operation with no effects is nothing to the checkers: every per-operation
                 # state of theirs starts empty and ends empty.
                 if not step.effects_only_queries or op.kind in _LIFECYCLE:
+                    cop = _operation(op, step, root_pa)
                     feed(Step(cop, step.predicted))
             else:
+                cop = _operation(op, step, root_pa)
                 feed(Step(cop, step.merged, effect_indexes=step.merged_index))
             run.steps += 1
             if on_step is not None:
@@ -139,6 +141,8 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
             if not (step.ret_diverges or step.effects_diverge or step.uncertain):
                 continue
             offset = replay.linear_offset or 0
+            if cop is None:
+                cop = _operation(op, step, root_pa)
             divs = _divergences(step, cop, root_pa, offset) if step.replayed else []
             if divs:
                 if step.uncertain:

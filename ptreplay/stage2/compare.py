@@ -192,6 +192,74 @@ class Comparer:
         self.queries = queries
         return out, where
 
+    def matches(self, effects: list[Any], seen: list[tuple]) -> tuple[bool, int]:
+        """Whether ``predicted(effects)[0] == seen``, without building the records; and
+        the number of page_count queries in ``effects``.
+
+        The common case (the observations equal the prediction) costs no allocation.
+        """
+        off = self.table_offset
+        cmo_off = self.cmo_offset or 0
+        n = len(seen)
+        k = 0
+        queries = 0
+        for e in effects:
+            t = type(e)
+            if t is Get:
+                if not self._get:
+                    continue
+                if k == n:
+                    return False, 0
+                o = seen[k]
+                if o[0] != "get" or o[2] != e.pa + off:
+                    return False, 0
+            elif t is Put:
+                if not self._put:
+                    continue
+                if k == n:
+                    return False, 0
+                o = seen[k]
+                if o[0] != "put" or o[2] != e.pa + off:
+                    return False, 0
+            elif t is PageCount:
+                queries += 1
+                if not self._count:
+                    continue
+                if k == n:
+                    return False, 0
+                o = seen[k]
+                if o[0] != "page_count" or o[2] != e.pa + off or o[3] != e.count:
+                    return False, 0
+            elif t is Tlbi:
+                if not self._tlbi:
+                    continue
+                if k == n or seen[k] != ("tlbi", e.kind, e.ipa, e.level):
+                    return False, 0
+            elif t is Cmo:
+                if e.kind not in self._cmo:
+                    continue
+                if k == n or seen[k] != ("cmo", e.kind, e.pa + cmo_off, e.size):
+                    return False, 0
+            elif t is Alloc:
+                if not (self._alloc if e.size is None else self._alloc_exact):
+                    continue
+                if k == n or seen[k] != ("alloc", None, e.pa + off, e.size):
+                    return False, 0
+            elif t is AllocFail:
+                if not self._alloc:
+                    continue
+                if k == n or seen[k] != _ALLOC_FAIL:
+                    return False, 0
+            elif t is Free:
+                if e.size is None or not self._free_exact:
+                    continue
+                if k == n or seen[k] != ("free", None, e.pa + off, e.size):
+                    return False, 0
+            else:
+                continue
+            k += 1
+        return k == n, queries
+
     def learn_cmo_offset(self, predicted: list[tuple], observed: list[tuple],
                          observed_index: list[int]) -> bool:
         """Learn the kernel's linear-map offset from the first CMO pair; True if learnt now.

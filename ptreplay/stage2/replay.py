@@ -168,7 +168,7 @@ class ReplayStep:
     def differences(self) -> list[Difference]:
         """Where the observed effects differ from the prediction (see
         :func:`~ptreplay.stage2.compare.differences`)."""
-        if self.predicted_ret is NotImplemented:
+        if self.predicted_ret is NotImplemented or not self.effects_diverge:
             return []
         op = self.op
         return differences(self.pseen, op.seen, op.seen_index, op.seen_ts, self.index, op.ts)
@@ -350,18 +350,25 @@ class _Engine:
                  index: int) -> ReplayStep:
         comparer = self.comparer
         assert comparer is not None
-        pseen, where = comparer.predicted(effects)
         seen = op.seen
+        obs = op.ret
+        ret_diverges = obs != ret and (obs is None or ret is None
+                                       or (int(obs) - int(ret)) % _TOP != 0)
+        stats = self.stats
+        stats[op.kind] = stats.get(op.kind, 0) + 1
+        if comparer.cmo_offset is not None:
+            same, queries = comparer.matches(effects, seen)
+            if same:  # the common case: the merged stream is the prediction
+                return ReplayStep(op, model, effects, ret, seen, None, None,
+                                  ret_diverges=ret_diverges,
+                                  effects_only_queries=len(effects) == queries)
+        pseen, where = comparer.predicted(effects)
         if comparer.cmo_offset is None:
             comparer.learn_cmo_offset(pseen, seen, op.seen_index)
         refcount = model.mm_ops.refcount
         off = comparer.table_offset
         merged, merged_index = merge(effects, where, pseen, seen, op.seen_index, comparer,
                                      index, lambda pa: refcount.get(pa + off, 1))
-        self._count(op.kind)
-        obs = op.ret
-        ret_diverges = obs != ret and (obs is None or ret is None
-                                       or (int(obs) - int(ret)) % _TOP != 0)
         return ReplayStep(op, model, effects, ret, pseen, merged, merged_index,
                           ret_diverges=ret_diverges, effects_diverge=merged is not None,
                           effects_only_queries=len(effects) == comparer.queries)
