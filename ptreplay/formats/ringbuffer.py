@@ -23,11 +23,14 @@ The layouts are declared as Construct (:func:`page_header`,
 from __future__ import annotations
 
 import struct
-from typing import Any
-
-import construct as cs
 
 from ptreplay.errors import TraceFormatError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    import construct as cs
 
 __all__ = [
     "TYPE_LEN_BITS", "TIME_DELTA_BITS", "TYPE_PADDING", "TYPE_TIME_EXTEND", "TYPE_TIME_STAMP",
@@ -55,6 +58,8 @@ LOST_HIDDEN = -2
 
 def page_header(long_size: int, little: bool) -> cs.Struct:
     """Construct of ``struct buffer_data_page``'s header (the data follows)."""
+    import construct as cs
+
     u64 = cs.Int64ul if little else cs.Int64ub
     long_ = (cs.Int64ul if little else cs.Int64ub) if long_size == 8 else (
         cs.Int32ul if little else cs.Int32ub)
@@ -63,6 +68,8 @@ def page_header(long_size: int, little: bool) -> cs.Struct:
 
 def event_header(little: bool) -> cs.Construct:
     """Construct of ``struct ring_buffer_event``'s first word (``type_len``, ``time_delta``)."""
+    import construct as cs
+
     if little:
         return cs.ByteSwapped(cs.BitStruct("time_delta" / cs.BitsInteger(TIME_DELTA_BITS),
                                            "type_len" / cs.BitsInteger(TYPE_LEN_BITS)))
