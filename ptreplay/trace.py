@@ -364,10 +364,11 @@ def _merge(streams: list) -> Iterator[tuple[Any, int, int]]:
     Always the stream whose next timestamp is smallest, ties going to the
     lower ``order``; a run goes on while its timestamps stay before the next
     head of the other streams. Works on any stream with ``tss``, ``i``,
-    ``order`` and ``fill()`` (:class:`_Stream`, the raw report's line streams).
-    The stream's ``i`` is already past the run when the run is handed out.
+    ``order`` and ``fill()`` (:class:`_Stream`, the raw report's line streams);
+    a stream with a page loaded goes on from its ``i``. The stream's ``i`` is
+    already past the run when the run is handed out.
     """
-    live = [s for s in streams if s.fill()]
+    live = [s for s in streams if s.i < len(s.tss) or s.fill()]
     live.sort(key=lambda s: s.order)
     while len(live) > 1:
         # best: smallest (head, order); second: the smallest of the others. ``live`` is in

@@ -529,8 +529,17 @@ def raw_fields(fmt: EventFormat, little: bool, long_size: int,
     return _plan(plan, render)
 
 
-def _digit_expr(x: str, part: PrintPart) -> tuple[str, str] | None:
-    """(python %-spec, expression) for a digit conversion, or None to use the slow path."""
+def _digit_expr(x: str, part: PrintPart, width: int = 64, plain: bool = False
+                ) -> tuple[str, str, bool] | None:
+    """(python %-spec, expression, read signed) for a digit conversion of ``x``, or None
+    to use the slow path.
+
+    ``x`` is an unsigned value below ``2**width``; ``plain`` says it is the
+    field's own value, ``width`` its size in bits. Masks and sign extensions
+    that cannot change such a value are left out; when the conversion reads
+    it back as a signed number of exactly that width, the third item asks
+    for the field to be read with a signed struct code instead.
+    """
     m = _CONV_RE.fullmatch(part.text)
     if not m or part.len_arg is not None or m.group("width") == "*" or m.group("prec") == "*":
         return None
@@ -540,19 +549,28 @@ def _digit_expr(x: str, part: PrintPart) -> tuple[str, str] | None:
         return None
     bits = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}.get(part.ls, 64)
     pbits = {"hh": 8, "h": 16, "": 32}.get(m.group("len") or "", 64)
+    # C: (type of ``bits``) x, then printf reads ``pbits`` of it back
     if bits >= pbits:
-        e = f"({x} & {(1 << pbits) - 1})"
+        e = x if width <= pbits else f"({x} & {(1 << pbits) - 1})"
+        ewidth = min(width, pbits)
+    elif width < bits:  # the sign bit of ``bits`` is clear: nothing to extend
+        e, ewidth = x, width
     else:
         sb = 1 << (bits - 1)
         e = f"(((({x} & {(1 << bits) - 1}) ^ {sb}) - {sb}) & {(1 << pbits) - 1})"
-    if conv in "di":
-        sp = 1 << (pbits - 1)
-        e = f"(({e} ^ {sp}) - {sp})"
+        ewidth = pbits
+    signed_read = False
+    if conv in "di" and ewidth >= pbits:
+        if e == x and plain and width == pbits:
+            signed_read = True
+        else:
+            sp = 1 << (pbits - 1)
+            e = f"(({e} ^ {sp}) - {sp})"
     spec = "%" + flags + (m.group("width") or "")
     if m.group("prec") is not None:
         spec += "." + (m.group("prec") or "0")
     spec += "d" if conv in "diu" else conv
-    return spec, e
+    return spec, e, signed_read
 
 
 def _plan(plan, slow) -> RawFields:
@@ -581,14 +599,17 @@ def _plan(plan, slow) -> RawFields:
             expr = var
         elif num_ok and match is not None and match.kind == "digit" and match.arg is not None:
             x = var
+            width = 8 * f.size
             for t in reversed(match.arg.casts):
                 mask = _mask_for_cast(t)
                 if mask is not None:
                     x = f"({x} & {mask})"
-            de = _digit_expr(x, match)
+                    width = min(width, mask.bit_length())
+            de = _digit_expr(x, match, width, x == var)
             if de is not None:
-                codes.append((f.offset, {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size], var))
-                spec, expr = de
+                spec, expr, signed_read = de
+                code = {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size]
+                codes.append((f.offset, code.lower() if signed_read else code, var))
                 m = _CONV_RE.fullmatch(match.text)
                 pre = match.text[:m.start()] if m else ""
                 post = match.text[m.end():] if m else ""
