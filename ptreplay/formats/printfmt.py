@@ -545,7 +545,7 @@ def _digit_expr(x: str, part: PrintPart, width: int = 64, plain: bool = False
         return None
     conv = m.group("conv")
     flags = m.group("flags") or ""
-    if "#" in flags or conv == "p":
+    if ("#" in flags and conv not in "xX") or conv == "p":
         return None
     bits = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}.get(part.ls, 64)
     pbits = {"hh": 8, "h": 16, "": 32}.get(m.group("len") or "", 64)
@@ -570,6 +570,9 @@ def _digit_expr(x: str, part: PrintPart, width: int = 64, plain: bool = False
     if m.group("prec") is not None:
         spec += "." + (m.group("prec") or "0")
     spec += "d" if conv in "diu" else conv
+    if "#" in flags:
+        # C prints no 0x before a zero (Python would)
+        return "%s", f"({spec!r} % {e} if {e} else {spec.replace('#', '')!r} % {e})", signed_read
     return spec, e, signed_read
 
 

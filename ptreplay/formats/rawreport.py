@@ -47,6 +47,8 @@ USEC_CLOCKS = ("local", "global", "uptime", "perf", "tai", "x86-tsc-nsec")
 
 #: lines per batch handed out by :func:`raw_report_batches` (about)
 BATCH = 8192
+#: lines a CPU renders ahead (whole pages): the merge's unit of work
+FILL = 512
 
 # The time column per layout: its % template and the expressions of its two numbers.
 _TIMES = {
@@ -122,7 +124,7 @@ def raw_report_batches(trace: Trace, *, nsec: bool = True, names: Iterable[str] 
 
 
 class _Marker(str):
-    """A ``CPU:N [M EVENTS DROPPED]`` line (no event)."""
+    """A ``[instance: ]CPU:N [M EVENTS DROPPED]`` line (no event)."""
 
     __slots__ = ()
 
@@ -177,15 +179,15 @@ class _Printers(dict):
 
 
 class _LineStream:
-    """One CPU's records as finished lines, a page at a time.
+    """One CPU's records as finished lines, a few pages (about :data:`FILL` lines) at a time.
 
-    ``tss`` and ``lines`` are the page's timestamps and lines, ``i`` the next
-    one to hand out, ``sorted`` whether the page's timestamps never go back,
-    ``marker`` whether ``lines[0]`` is a lost-events marker.
+    ``tss`` and ``lines`` are the loaded records' timestamps and lines, ``i``
+    the next one to hand out, ``sorted`` whether the timestamps never go back,
+    ``markers`` the positions of lost-events marker lines in ``lines``.
     """
 
     __slots__ = ("src", "order", "cpu", "heads", "printers", "tss", "lines", "i", "sorted",
-                 "marker")
+                 "markers")
 
     def __init__(self, src: _Stream, heads: _Heads, printers: _Printers) -> None:
         self.src = src
@@ -197,104 +199,107 @@ class _LineStream:
         self.lines: list[Any] = []
         self.i = 0
         self.sorted = True
-        self.marker = False
+        self.markers: list[int] = []
 
     def fill(self) -> bool:
-        """Decode and render the next page with lines; False at the end of the CPU's data."""
+        """Decode and render the next pages; False at the end of the CPU's data."""
         src = self.src
         heads = self.heads
         p = self.printers
-        while src.fill():
+        lines: list[Any] = []
+        tss: list[int] = []
+        markers: list[int] = []
+        while len(lines) < FILL and src.fill():
             recs = src.recs
             buf = src.buf
-            if recs[0][3] >= 0:
-                self.lines = [p[eid](buf, off, size, ts, heads) for ts, off, size, eid in recs]
-                self.tss = tss = src.tss
-                self.marker = False
-            else:
-                self._fill_after_loss(recs, buf)
-                if not self.lines:  # only a hidden marker
-                    continue
-                tss = self.tss
-            self.sorted = tss == sorted(tss)
-            self.i = 0
-            return True
-        self.tss = self.lines = []
-        self.i = 0
-        return False
-
-    def _fill_after_loss(self, recs: list, buf: Any) -> None:
-        """A page that starts with a lost-events marker (always its first record)."""
-        ts, _off, count, eid = recs[0]
-        rest = recs[1:]
-        p = self.printers
-        heads = self.heads
-        lines = [p[e](buf, o, n, t, heads) for t, o, n, e in rest]
-        tss = [r[0] for r in rest]
-        self.marker = eid == LOST_SHOWN
-        if self.marker:
-            # trace-cmd prints the instance column, the marker, then the event
-            # line without the column
-            lost = f"{count} " if count > 0 else ""
-            lines.insert(0, _Marker(f"{heads.prefix}CPU:{self.cpu} [{lost}EVENTS DROPPED]"))
-            tss.insert(0, ts)
-            if rest and heads.prefix:
-                t, o, n, e = rest[0]
-                lines[1] = p[e](buf, o, n, t, _Heads(heads.cmdlines, "", self.cpu))
+            if recs[0][3] < 0:
+                recs = self._lost_marker(recs, lines, tss, markers)
+            lines += [p[eid](buf, off, size, ts, heads) for ts, off, size, eid in recs]
+            tss += [r[0] for r in recs] if recs is not src.recs else src.tss
         self.lines = lines
         self.tss = tss
+        self.markers = markers
+        self.sorted = tss == sorted(tss)
+        self.i = 0
+        return bool(lines)
+
+    def _lost_marker(self, recs: list, lines: list, tss: list, markers: list) -> list:
+        """A page that starts with a lost-events marker (always its first record): add the
+        marker line (if trace-cmd shows it) and return the page's other records."""
+        ts, _off, count, eid = recs[0]
+        rest = recs[1:]
+        if eid == LOST_SHOWN:
+            heads = self.heads
+            lost = f"{count} " if count > 0 else ""
+            markers.append(len(lines))
+            lines.append(_Marker(f"{heads.prefix}CPU:{self.cpu} [{lost}EVENTS DROPPED]"))
+            tss.append(ts)
+            if rest and heads.prefix:
+                # trace-cmd prints the instance column, the marker, then the event
+                # line without the column
+                t, o, n, e = rest[0]
+                lines.append(self.printers[e](self.src.buf, o, n, t,
+                                              _Heads(heads.cmdlines, "", self.cpu)))
+                tss.append(t)
+                rest = rest[1:]
+        return rest
 
 
 def _merged_lines(streams: list[_LineStream]) -> Iterator[tuple[list, int]]:
     """``(lines, markers)`` in trace-cmd's merge order (:func:`ptreplay.trace._merge`).
 
     trace-cmd always prints the record with the smallest timestamp next, ties
-    going to the lower stream. While every loaded page has non-decreasing
-    timestamps, that order is a stable sort by timestamp of the streams taken
-    in order, and what can be put in order now is known: let L be the stream
-    whose page ends first (at H); nothing L has not loaded yet comes before
-    (H, L), so every loaded record before (H, L) in that order can go, plus
-    all of L's page. A page whose timestamps go back (absolute time stamps)
-    hands the rest of the trace to the record-by-record merge. ``markers``
-    counts the lost-events marker lines in ``lines``.
+    going to the lower stream. While every loaded record's timestamps never go
+    back, that order is a stable sort by timestamp of the streams taken in
+    order, and what can be put in order now is known: let L be the stream
+    whose loaded records end first (at ``end``); nothing L has not loaded yet
+    comes before (``end``, L), so every loaded record before (``end``, L) in
+    that order can go, plus all of L's. A stream whose timestamps go back
+    (absolute time stamps) hands the rest of the trace to the record-by-record
+    merge. ``markers`` counts the lost-events marker lines in ``lines``.
     """
     live = [s for s in streams if s.fill()]
     while len(live) > 1:
         if not all(s.sorted for s in live):
             for s, i, j in _merge(live):
-                yield s.lines[i:j], int(i == 0 and s.marker)
+                yield s.lines[i:j], sum(i <= m < j for m in s.markers)
             return
         lim = live[0]
         end = lim.tss[-1]
-        for s in live[1:]:
+        for s in live:
             if s.tss[-1] < end:
                 lim, end = s, s.tss[-1]
-        tss: list[int] = []
+        lim_order = lim.order
+        keys: list[int] = []
         lines: list = []
-        markers = 0
-        parts = 0
+        markers = parts = 0
         for s in live:
             i = s.i
+            tss = s.tss
             if s is lim:
-                j = len(s.tss)
-            elif s.order < lim.order:
-                j = bisect_right(s.tss, end, i)
+                j = len(tss)
+            elif s.order < lim_order:
+                j = bisect_right(tss, end, i)
             else:
-                j = bisect_left(s.tss, end, i)
+                j = bisect_left(tss, end, i)
             if j > i:
                 parts += 1
-                tss += s.tss[i:j]
-                lines += s.lines[i:j]
-                markers += i == 0 and s.marker
+                if i == 0 and j == len(tss):
+                    keys += tss
+                    lines += s.lines
+                else:
+                    keys += tss[i:j]
+                    lines += s.lines[i:j]
+                if s.markers:
+                    markers += sum(i <= m < j for m in s.markers)
                 s.i = j
         if parts > 1:
-            lines = [lines[k] for k in sorted(range(len(tss)), key=tss.__getitem__)]
+            lines = [lines[k] for k in sorted(range(len(keys)), key=keys.__getitem__)]
         yield lines, markers
         live = [s for s in live if s.i < len(s.tss) or s.fill()]
     for s in live:
         while True:
-            lines = s.lines[s.i:] if s.i else s.lines
-            yield lines, int(s.i == 0 and s.marker)
+            yield (s.lines[s.i:] if s.i else s.lines), sum(m >= s.i for m in s.markers)
             if not s.fill():
                 break
 

@@ -84,6 +84,7 @@ def page_geometry(long_size: int) -> int:
 
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 _U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_HEAD = {True: struct.Struct("<IH"), False: struct.Struct(">IH")}
 _HDR = {(8, True): struct.Struct("<QQ"), (8, False): struct.Struct(">QQ"),
         (4, True): struct.Struct("<QI"), (4, False): struct.Struct(">QI")}
 _LONG = {(8, True): struct.Struct("<Q"), (8, False): struct.Struct(">Q"),
@@ -127,13 +128,17 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
             lost = -1
     u32 = _U32[little].unpack_from
     u16 = _U16[little].unpack_from
+    head = _HEAD[little].unpack_from  # an event's header word and the event id after it
     pos = start
     count = 0
     first = True
     marker_at = len(out)
     if little:
         while pos < end:
-            word = u32(buf, pos)[0]
+            try:
+                word, eid = head(buf, pos)
+            except struct.error:  # the last 4 bytes of ``buf``: no data event
+                word, eid = u32(buf, pos)[0], -1
             tl = word & 31
             if tl and tl <= 28:
                 ts += word >> 5
@@ -143,6 +148,7 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += word >> 5
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
+                eid = u16(buf, data)[0] if data + 2 <= end else -1
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + (word >> 5)
                 pos += 8
@@ -164,14 +170,16 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
             count += 1
             if lost and count == 1:
                 out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
-            eid = u16(buf, data)[0]
             if wanted is None or eid in wanted:
                 out.append((ts, data, length, eid))
             pos = nxt
             first = False
     else:
         while pos < end:
-            word = u32(buf, pos)[0]
+            try:
+                word, eid = head(buf, pos)
+            except struct.error:  # the last 4 bytes of ``buf``: no data event
+                word, eid = u32(buf, pos)[0], -1
             tl = word >> 27
             delta = word & COMMIT_MASK
             if tl and tl <= 28:
@@ -182,6 +190,7 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += delta
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
+                eid = u16(buf, data)[0] if data + 2 <= end else -1
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + delta
                 pos += 8
@@ -203,7 +212,6 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
             count += 1
             if lost and count == 1:
                 out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
-            eid = u16(buf, data)[0]
             if wanted is None or eid in wanted:
                 out.append((ts, data, length, eid))
             pos = nxt
