@@ -79,7 +79,7 @@ def derive(con: object) -> tuple:
             return [("cstring", name, sub.encoding)]
         if isinstance(sub, cs.Const) and isinstance(sub.value, bytes):
             return [("const", name, sub.value)]
-        if isinstance(sub, cs.Prefixed) and sub.subcon is cs.GreedyBytes:
+        if isinstance(sub, cs.Prefixed) and sub.subcon is cs.GreedyBytes and not sub.includelength:
             return [("prefixed_bytes", name, int_fmt(sub.lengthfield))]
         if isinstance(sub, cs.FocusedSeq) and _is_prefixed_array(cs, sub):
             count = sub.subcons[0].subcon.subcon  # "count" / Rebuild(countfield, ...)
@@ -127,7 +127,8 @@ def _merge_ints(steps: list[tuple]) -> tuple:
 class Layout:
     """A parser for derived steps: ``parse(data, pos, end) -> (value, new_pos)``.
 
-    ``value`` is an int for a lone anonymous integer, a :class:`Record` otherwise.
+    ``value`` is the value itself for a lone anonymous step (an integer, a
+    length-prefixed blob), a :class:`Record` of the named members otherwise.
     """
 
     __slots__ = ("steps", "ops", "size", "single")
@@ -137,7 +138,8 @@ class Layout:
         self.ops = [_compile(step) for step in steps]
         sizes = [op[2].size if op[0] == "ints" else None for op in self.ops]
         self.size: int | None = None if None in sizes else sum(s for s in sizes if s)
-        self.single = (len(steps) == 1 and steps[0][0] == "ints" and steps[0][1] == (None,))
+        # a lone anonymous value (``u32``, ``sized64``) parses to that value
+        self.single = len(steps) == 1 and steps[0][1] in (None, (None,))
 
     def parse(self, data: object, pos: int = 0, end: int | None = None) -> tuple[object, int]:
         """Parse at ``data[pos:]`` (not past ``end``).
@@ -147,13 +149,16 @@ class Layout:
         """
         if end is None:
             end = len(data)  # type: ignore[arg-type]
-        if self.single:
+        if self.single and self.steps[0][0] == "ints":
             st = self.ops[0][2]
             if pos + st.size > end:
                 raise LayoutError(f"needs {st.size} bytes", pos)
             return st.unpack_from(data, pos)[0], pos + st.size
-        members: dict[str, object] = {}
+        members: dict = {}
         pos = _run(self.ops, data, pos, end, members)
+        if self.single:
+            return members[None], pos
+        members.pop(None, None)
         return Record(**members), pos
 
     def parse_bytes(self, data: bytes) -> object:
@@ -173,6 +178,7 @@ def _compile(step: tuple) -> tuple:
 
 
 def _run(ops: list, data, pos: int, end: int, members: dict) -> int:
+    """Parse ``ops`` into ``members`` (anonymous values under None); the new position."""
     for op in ops:
         kind, name = op[0], op[1]
         if kind == "ints":
@@ -192,8 +198,7 @@ def _run(ops: list, data, pos: int, end: int, members: dict) -> int:
             except UnicodeDecodeError:
                 raise LayoutError(f"string not in {op[2]}", pos) from None
             pos = nul + 1
-            if name is not None:
-                members[name] = value
+            members[name] = value
         elif kind == "const":
             want = op[2]
             if bytes(data[pos:pos + len(want)]) != want:
@@ -223,6 +228,7 @@ def _run(ops: list, data, pos: int, end: int, members: dict) -> int:
             for _ in range(count):
                 item: dict[str, object] = {}
                 pos = _run(item_ops, data, pos, end, item)
+                item.pop(None, None)
                 items.append(Record(**item))
             members[name] = items
     return pos

@@ -1,5 +1,6 @@
-"""Struct layouts derived from the Construct schemas of schema.py. GENERATED: do not edit.
+"""Struct layouts derived from the Construct schemas of schema.py.
 
+GENERATED: do not edit.
 Regenerate with ``python -m ptreplay.formats.tracedat.schema``;
 tests/test_layouts_derived.py fails when this file and schema.py disagree.
 """
