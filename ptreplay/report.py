@@ -28,16 +28,16 @@ def run_events(trace: str, event: list[str] | None, cpu: list[int] | None,
                 batch.append("")
                 out.write("\n".join(batch))
         else:
-            batch: list[str] = []
+            lines: list[str] = []
             for line in _json_lines(t, event, cpu, buffer):
-                batch.append(line)
-                if len(batch) >= 4096:
-                    batch.append("")
-                    out.write("\n".join(batch))
-                    batch = []
-            if batch:
-                batch.append("")
-                out.write("\n".join(batch))
+                lines.append(line)
+                if len(lines) >= 4096:
+                    lines.append("")
+                    out.write("\n".join(lines))
+                    lines = []
+            if lines:
+                lines.append("")
+                out.write("\n".join(lines))
         out.flush()
 
 

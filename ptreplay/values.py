@@ -48,10 +48,11 @@ class Frozen(Value):
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r} of {type(self).__name__}")
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         return hash(self._key())
 
     def _assign(self, *values: object) -> None:
         """Set the ``__slots__`` in order (for ``__init__``)."""
-        for name, value in zip(self.__slots__, values, strict=True):  # type: ignore[attr-defined]
+        names: tuple[str, ...] = self.__slots__  # type: ignore[attr-defined]
+        for name, value in zip(names, values, strict=True):
             object.__setattr__(self, name, value)

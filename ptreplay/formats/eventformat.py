@@ -361,8 +361,8 @@ def _slow_value(f: Field, buf, o, size, loc, loc16, est):
     elif f.is_array or f.size not in _INT_CODES:
         raw = bytes(buf[o + f.offset:o + f.offset + f.size])
         if not f.is_array:
-            order = "little" if loc.format.startswith("<") else "big"
-            return int.from_bytes(raw, order) if raw else 0
+            little = loc.format.startswith("<")
+            return int.from_bytes(raw, "little" if little else "big") if raw else 0
     else:
         raise AssertionError(f.name)
     if f.is_string:

@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["derive", "Layout", "LayoutError", "Record"]
 
 
@@ -141,14 +145,14 @@ class Layout:
         # a lone anonymous value (``u32``, ``sized64``) parses to that value
         self.single = len(steps) == 1 and steps[0][1] in (None, (None,))
 
-    def parse(self, data: object, pos: int = 0, end: int | None = None) -> tuple[object, int]:
+    def parse(self, data: Any, pos: int = 0, end: int | None = None) -> tuple[Any, int]:
         """Parse at ``data[pos:]`` (not past ``end``).
 
         :raises LayoutError: too few bytes, a constant that does not match, a
             string without NUL or not in its encoding.
         """
         if end is None:
-            end = len(data)  # type: ignore[arg-type]
+            end = len(data)
         if self.single and self.steps[0][0] == "ints":
             st = self.ops[0][2]
             if pos + st.size > end:
@@ -161,7 +165,7 @@ class Layout:
         members.pop(None, None)
         return Record(**members), pos
 
-    def parse_bytes(self, data: bytes) -> object:
+    def parse_bytes(self, data: bytes) -> Any:
         """Parse all of ``data`` (what Construct's ``parse`` does)."""
         return self.parse(data, 0, len(data))[0]
 
@@ -226,7 +230,7 @@ def _run(ops: list, data, pos: int, end: int, members: dict) -> int:
                 raise LayoutError(f"{count} items cannot fit", pos)
             items = []
             for _ in range(count):
-                item: dict[str, object] = {}
+                item: dict = {}
                 pos = _run(item_ops, data, pos, end, item)
                 item.pop(None, None)
                 items.append(Record(**item))

@@ -211,8 +211,8 @@ def parse_print_fmt(text: str, field_names: set[str]) -> tuple[list, list, bool]
     else:
         arg_texts = []
     args = [_classify(a) for a in arg_texts]
-    for a in arg_texts:
-        if _uses_unknown_function(a):
+    for text in arg_texts:
+        if _uses_unknown_function(text):
             failed = True
     for a in args:
         if a.field is not None and a.field not in field_names:
@@ -512,7 +512,7 @@ def raw_fields(fmt: EventFormat, little: bool, long_size: int,
                 p = p + 1 if p + 1 < len(parts) else 0
                 if p == start:
                     break
-        cache = None
+        cache: dict[bytes, str] | None = None
         if match is None:
             if f.is_array and not f.is_dynamic and f.size:
                 cache = {}
