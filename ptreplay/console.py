@@ -4,7 +4,7 @@ Importing typer and click costs 40-50 ms, more than trace-cmd needs to print
 a whole small trace. So :func:`main` first tries to read the command line as
 a plain ``ptreplay events ...`` or ``ptreplay info ...`` invocation
 (:func:`parse_fast`) and, if it is one, runs the command body directly
-(:mod:`ptreplay.report`, which the typer commands call as well). Anything
+(:mod:`ptreplay.showtrace`, which the typer commands call as well). Anything
 else (``--help``, another command, an unknown or malformed option, a value
 that would need conversion, ``--``) goes to the typer application
 (:func:`ptreplay.cli.main`), which parses it again and prints the usage
@@ -48,8 +48,8 @@ _COMMANDS: dict[str, dict] = {
 def parse_fast(argv: list[str]) -> tuple[str, dict] | None:
     """``(command, parameters)`` for a plain ``events``/``info`` command line, else None.
 
-    ``parameters`` are the keyword arguments of :func:`ptreplay.report.run_events`
-    or :func:`~ptreplay.report.run_info` (``trace`` included). None means "let
+    ``parameters`` are the keyword arguments of :func:`ptreplay.showtrace.run_events`
+    or :func:`~ptreplay.showtrace.run_info` (``trace`` included). None means "let
     typer parse it": it never guesses.
     """
     if not argv or argv[0] not in _COMMANDS:
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if command == "events":
-            from ptreplay.report import run_events
+            from ptreplay.showtrace import run_events
 
             run_events(**params)
         else:
-            from ptreplay.report import run_info
+            from ptreplay.showtrace import run_info
 
             run_info(**params)
     except InputError as err:

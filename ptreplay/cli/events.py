@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ptreplay.cli.app import app
-from ptreplay.report import run_events
+from ptreplay.showtrace import run_events
 
 __all__ = ["events"]
 

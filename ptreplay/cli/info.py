@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ptreplay.cli.app import app
-from ptreplay.report import render_text, run_info, summarize
+from ptreplay.showtrace import render_text, run_info, summarize
 
 __all__ = ["info", "summarize", "render_text"]
 
