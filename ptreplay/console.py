@@ -142,10 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
-    except (KeyboardInterrupt, EOFError):
-        # what click's standalone mode does, so that both lanes behave alike
-        sys.stderr.write("\nAborted!\n")
-        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)  # what typer's standalone mode does: both lanes behave alike
     except MemoryError:
         sys.stderr.write("ptreplay: error: out of memory\n")
         sys.exit(2)

@@ -10,6 +10,7 @@ conversions).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -136,3 +137,20 @@ def test_fast_lane_imports_no_typer_construct_or_dataclasses() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "[]"
+
+
+def test_interrupt_ends_both_lanes_alike() -> None:
+    """Ctrl-C in the middle of the output: exit status 130, nothing on stderr (typer's way)."""
+    require_shared()
+    big = str(CORPUS / "arm64" / "vhe-rich-v7" / "trace.dat")
+    results = []
+    for main in ("ptreplay.console", "ptreplay.cli"):
+        p = subprocess.Popen([sys.executable, "-c", f"from {main} import main; main()",
+                              "events", big], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=REPO)
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"cpus=2\n"  # it is running
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        results.append((p.returncode, err))
+    assert results[0] == results[1] == (130, b"")
