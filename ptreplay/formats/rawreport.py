@@ -214,8 +214,11 @@ class _LineStream:
             buf = src.buf
             if recs[0][3] < 0:
                 recs = self._lost_marker(recs, lines, tss, markers)
+                page_tss = [r[0] for r in recs]
+            else:
+                page_tss = src.tss
             lines += [p[eid](buf, off, size, ts, heads) for ts, off, size, eid in recs]
-            tss += [r[0] for r in recs] if recs is not src.recs else src.tss
+            tss += page_tss
         self.lines = lines
         self.tss = tss
         self.markers = markers
