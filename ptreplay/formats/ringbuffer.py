@@ -129,6 +129,7 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
     u32 = _U32[little].unpack_from
     u16 = _U16[little].unpack_from
     head = _HEAD[little].unpack_from  # an event's header word and the event id after it
+    append = out.append
     pos = start
     count = 0
     first = True
@@ -148,7 +149,9 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += word >> 5
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
-                eid = u16(buf, data)[0] if data + 2 <= end else -1
+                if length < 2 or data + length > end:
+                    raise _overrun(buf, base, pos, end, source, where, length)
+                eid = u16(buf, data)[0]
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + (word >> 5)
                 pos += 8
@@ -165,13 +168,13 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 first = False
                 continue
             nxt = data + length
-            if nxt > end or length < 2:
+            if nxt > end:
                 raise _overrun(buf, base, pos, end, source, where, length)
             count += 1
             if lost and count == 1:
-                out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
+                append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
             if wanted is None or eid in wanted:
-                out.append((ts, data, length, eid))
+                append((ts, data, length, eid))
             pos = nxt
             first = False
     else:
@@ -190,7 +193,9 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += delta
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
-                eid = u16(buf, data)[0] if data + 2 <= end else -1
+                if length < 2 or data + length > end:
+                    raise _overrun(buf, base, pos, end, source, where, length)
+                eid = u16(buf, data)[0]
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + delta
                 pos += 8
@@ -207,13 +212,13 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 first = False
                 continue
             nxt = data + length
-            if nxt > end or length < 2:
+            if nxt > end:
                 raise _overrun(buf, base, pos, end, source, where, length)
             count += 1
             if lost and count == 1:
-                out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
+                append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
             if wanted is None or eid in wanted:
-                out.append((ts, data, length, eid))
+                append((ts, data, length, eid))
             pos = nxt
             first = False
     if lost and count == 0:
