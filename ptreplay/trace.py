@@ -24,7 +24,7 @@ grow with the trace, only one page or compressed chunk per CPU is live):
   pre-compiled ``struct`` per event format. This is the replay layer's path.
 
 Cost model (CPython 3.11, one core): walking the ring-buffer pages and
-merging CPUs costs about 0.5-0.8 µs per event whether or not the event is
+merging CPUs costs about 0.3-0.5 µs per event whether or not the event is
 wanted; each wanted event then costs about 0.3 µs in :meth:`scan`
 (tuple + one ``struct.unpack_from``), about 0.4 µs in :meth:`records`, and
 3-5 µs in :meth:`events` (all fields, a dict and an object). v7 zstd
@@ -76,7 +76,7 @@ class Event(Frozen):
         str for char arrays and ``__data_loc char[]`` strings, tuple of int for
         other arrays, bytes for arrays of unknown element size.
     :param format: the event's :class:`EventFormat` (not compared, not shown).
-    :param index: the event's position in the trace (not compared).
+    :param index: the event's position in the trace (not compared, not shown).
     """
 
     __slots__ = ("buffer", "cpu", "ts", "system", "name", "pid", "comm", "fields", "common",

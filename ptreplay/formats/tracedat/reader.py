@@ -17,6 +17,7 @@ import os
 
 from ptreplay.errors import TraceFormatError
 from ptreplay.formats.layout import Layout, LayoutError
+from ptreplay.formats.tracedat import layouts as _derived
 from ptreplay.formats.tracedat.compress import Codec, codec_for
 from ptreplay.formats.tracedat.options import SEC_FL_COMPRESS, Option
 from ptreplay.values import Value
@@ -86,7 +87,8 @@ class Layouts:
         for name, layout_steps in steps.items():
             setattr(self, name, Layout(layout_steps))
 
-    def __getattr__(self, name: str) -> Layout:  # for type checkers: the members are set above
+    def __getattr__(self, name: str) -> Layout:
+        # only reached for names that are not set above; says their type to type checkers
         raise AttributeError(name)
 
 
@@ -97,17 +99,13 @@ def layouts(little: bool) -> Layouts:
     """The struct layouts derived from :func:`ptreplay.formats.tracedat.schema.schemas`."""
     s = _LAYOUTS.get(little)
     if s is None:
-        from ptreplay.formats.tracedat import layouts as derived
-
-        s = _LAYOUTS[little] = Layouts(derived.LITTLE if little else derived.BIG)
+        s = _LAYOUTS[little] = Layouts(_derived.LITTLE if little else _derived.BIG)
     return s
 
 
 def file_header() -> Layout:
     """The derived layout of :data:`ptreplay.formats.tracedat.schema.FileHeader`."""
-    from ptreplay.formats.tracedat import layouts as derived
-
-    return Layout(derived.FILE_HEADER)
+    return Layout(_derived.FILE_HEADER)
 
 
 def parse_cpustat(text: str) -> dict[str, Any]:
