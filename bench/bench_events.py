@@ -146,8 +146,7 @@ def _environment(pt: list[str], venv_python: Path | None, how: str) -> None:
                  "m.version('typer'), m.version('construct'), m.version('zstandard'))")
         out = subprocess.run([str(venv_python), "-c", probe], capture_output=True, text=True)
         py, typer, construct, zstd = (out.stdout.split() + ["?"] * 4)[:4]
-        print(f"  Python {py}, typer {typer}, construct {construct}, zstandard {zstd} "
-              f"(plain events/info lines import none of typer and construct)")
+        print(f"  Python {py}, typer {typer}, construct {construct}, zstandard {zstd}")
         starts = {"that venv": str(venv_python), "this interpreter": sys.executable}
         for name, exe in starts.items():
             best = min(_run([exe, "-c", "pass"])[0] for _ in range(7))
