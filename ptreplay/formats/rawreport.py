@@ -9,7 +9,7 @@ event after a loss, the instance column only when the file has instances,
 and timestamps in microseconds (rounded: ``(ns + 500) / 1000``) or, with
 ``nsec=True`` (``-t``), in nanoseconds.
 
-How it is fast (about 1.5 µs a line, where a line costs trace-cmd about 2 µs):
+How it is fast (1.5-3 µs a line in all, where trace-cmd 3.1.6 takes 3-5 µs):
 
 * per event format (and time layout) one line function is compiled,
   ``(buf, off, size, ts, heads) -> str``, that reads ``common_pid`` and every
