@@ -154,3 +154,12 @@ def test_interrupt_ends_both_lanes_alike() -> None:
         _, err = p.communicate(timeout=60)
         results.append((p.returncode, err))
     assert results[0] == results[1] == (130, b"")
+
+
+def test_console_script_ends_quickly_with_all_output(capsys) -> None:
+    """``run`` skips the interpreter's teardown after a fast-lane command: nothing is lost."""
+    for argv in (["events", T, "-f", "json"], ["info", T]):
+        r = subprocess.run([sys.executable, "-m", "ptreplay", *argv], capture_output=True,
+                           cwd=REPO)
+        assert (r.stdout.decode(), r.stderr.decode(), r.returncode) == _run(console.main, argv,
+                                                                            capsys)
