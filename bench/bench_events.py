@@ -228,9 +228,7 @@ def main() -> int:
         how = ("wheel of this checkout, installed with its dependencies into a fresh venv "
                + ("that sees the system site-packages" if args.system_site
                   else "without system site-packages") + "; bytecode compiled at install")
-    if not venv_python.exists():
-        venv_python = None
-    _environment(pt, venv_python, how)
+    _environment(pt, venv_python if venv_python.exists() else None, how)
 
     print(f"wall ms over {args.repeat} alternating runs   trace-cmd report -R -t   "
           f"ptreplay events --format raw     ratio pt/tc    ptreplay info")
