@@ -1,5 +1,5 @@
-"""``python -m ptreplay`` runs the command line."""
+"""``python -m ptreplay`` runs the command line (the same entry as the console script)."""
 
-from ptreplay.cli import main
+from ptreplay.console import run
 
-main()
+run()

@@ -24,7 +24,7 @@ grow with the trace, only one page or compressed chunk per CPU is live):
   pre-compiled ``struct`` per event format. This is the replay layer's path.
 
 Cost model (CPython 3.11, one core): walking the ring-buffer pages and
-merging CPUs costs about 0.5-0.8 µs per event whether or not the event is
+merging CPUs costs about 0.3-0.5 µs per event whether or not the event is
 wanted; each wanted event then costs about 0.3 µs in :meth:`scan`
 (tuple + one ``struct.unpack_from``), about 0.4 µs in :meth:`records`, and
 3-5 µs in :meth:`events` (all fields, a dict and an object). v7 zstd
@@ -42,14 +42,17 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from ptreplay.errors import TraceFormatError
 from ptreplay.formats.eventformat import EventFormat, parse_format
 from ptreplay.formats.ringbuffer import LOST_SHOWN, decode_page
+from ptreplay.values import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs start-up time
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from typing import Any
 
 __all__ = [
     "open_trace", "Trace", "TraceInfo", "BufferInfo", "CpuStats", "Event", "LostEvents",
@@ -64,8 +67,7 @@ LOST = "<lost events>"
 # records
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Frozen):
     """One decoded event.
 
     :param ts: timestamp in nanoseconds (after the file's clock conversions).
@@ -73,8 +75,13 @@ class Event:
         decoded per the format text: int (signed or not as the format says),
         str for char arrays and ``__data_loc char[]`` strings, tuple of int for
         other arrays, bytes for arrays of unknown element size.
+    :param format: the event's :class:`EventFormat` (not compared, not shown).
+    :param index: the event's position in the trace (not compared, not shown).
     """
 
+    __slots__ = ("buffer", "cpu", "ts", "system", "name", "pid", "comm", "fields", "common",
+                 "format", "index")
+    _fields = __slots__[:9]
     buffer: str
     cpu: int
     ts: int
@@ -84,15 +91,30 @@ class Event:
     comm: str
     fields: dict[str, Any]
     common: dict[str, Any]
-    format: EventFormat = field(repr=False, compare=False)
-    index: int = field(default=-1, compare=False)
+    format: EventFormat
+    index: int
+
+    def __init__(self, buffer: str, cpu: int, ts: int, system: str, name: str, pid: int,
+                 comm: str, fields: dict[str, Any], common: dict[str, Any],
+                 format: EventFormat, index: int = -1) -> None:
+        set_ = object.__setattr__
+        set_(self, "buffer", buffer)
+        set_(self, "cpu", cpu)
+        set_(self, "ts", ts)
+        set_(self, "system", system)
+        set_(self, "name", name)
+        set_(self, "pid", pid)
+        set_(self, "comm", comm)
+        set_(self, "fields", fields)
+        set_(self, "common", common)
+        set_(self, "format", format)
+        set_(self, "index", index)
 
     def __getitem__(self, name: str) -> Any:
         return self.fields[name]
 
 
-@dataclass(frozen=True, slots=True)
-class LostEvents:
+class LostEvents(Frozen):
     """Events the kernel dropped on one CPU before the next recorded one.
 
     :param count: how many, or None when the kernel did not store the count.
@@ -101,22 +123,33 @@ class LostEvents:
         extend); the events were lost all the same.
     """
 
+    __slots__ = _fields = ("buffer", "cpu", "ts", "count", "shown_by_trace_cmd")
     buffer: str
     cpu: int
     ts: int
     count: int | None
-    shown_by_trace_cmd: bool = True
+    shown_by_trace_cmd: bool
+
+    def __init__(self, buffer: str, cpu: int, ts: int, count: int | None,
+                 shown_by_trace_cmd: bool = True) -> None:
+        self._assign(buffer, cpu, ts, count, shown_by_trace_cmd)
 
 
-class RawRecord(NamedTuple):
-    """An event not decoded yet: decode its fields with ``format.decoder(names)``."""
+class RawRecord(namedtuple("RawRecord", "ts cpu format data offset size buffer")):
+    """An event not decoded yet: decode its fields with ``format.decoder(names)``.
 
+    ``data`` is the bytes-like object holding the payload, ``offset`` where
+    the payload starts in it and ``size`` its length (rounded up to 4 by the
+    ring buffer).
+    """
+
+    __slots__ = ()
     ts: int
     cpu: int
     format: EventFormat
-    data: Any  # bytes-like holding the payload
-    offset: int  # payload start in ``data``
-    size: int  # payload bytes (rounded up to 4 by the ring buffer)
+    data: Any
+    offset: int
+    size: int
     buffer: str
 
 
@@ -124,10 +157,11 @@ class RawRecord(NamedTuple):
 # metadata
 
 
-@dataclass(frozen=True, slots=True)
-class CpuStats:
+class CpuStats(Frozen):
     """``per_cpu/cpuN/stats`` of one CPU as stored in the trace (CPUSTAT option)."""
 
+    __slots__ = _fields = ("cpu", "entries", "overrun", "commit_overrun", "bytes",
+                           "dropped_events", "read_events", "text")
     cpu: int
     entries: int | None
     overrun: int | None
@@ -137,23 +171,37 @@ class CpuStats:
     read_events: int | None
     text: str
 
+    def __init__(self, cpu: int, entries: int | None, overrun: int | None,
+                 commit_overrun: int | None, bytes: int | None, dropped_events: int | None,
+                 read_events: int | None, text: str) -> None:
+        self._assign(cpu, entries, overrun, commit_overrun, bytes, dropped_events, read_events,
+                     text)
 
-@dataclass(frozen=True, slots=True)
-class BufferInfo:
+
+class BufferInfo(Frozen):
     """One ftrace buffer (``""`` is the top buffer) and its CPUs."""
 
+    __slots__ = _fields = ("name", "clock", "page_size", "cpus", "data_bytes", "stats")
     name: str
     clock: str
     page_size: int
     cpus: tuple[int, ...]
     data_bytes: dict[int, int]
-    stats: tuple[CpuStats, ...] = ()
+    stats: tuple[CpuStats, ...]
+
+    def __init__(self, name: str, clock: str, page_size: int, cpus: tuple[int, ...],
+                 data_bytes: dict[int, int], stats: tuple[CpuStats, ...] = ()) -> None:
+        self._assign(name, clock, page_size, cpus, data_bytes, stats)
 
 
-@dataclass(frozen=True)
-class TraceInfo:
+class TraceInfo(Frozen):
     """Everything about a trace that needs no event decoding."""
 
+    __slots__ = _fields = (
+        "path", "kind", "version", "little_endian", "long_size", "page_size", "compression",
+        "compression_version", "clock", "cpus", "buffers", "uname", "kernel_release",
+        "tracer_version", "header_page", "header_event", "options", "tsc2nsec", "ts_offset",
+        "cmdlines", "cpu_stats", "kallsyms_size", "trace_clock_text")
     path: str
     kind: str  # "trace.dat" or "tracefs"
     version: int | None
@@ -176,7 +224,21 @@ class TraceInfo:
     cmdlines: dict[int, str]
     cpu_stats: tuple[CpuStats, ...]
     kallsyms_size: int
-    trace_clock_text: str = ""
+    trace_clock_text: str
+
+    def __init__(self, path: str, kind: str, version: int | None, little_endian: bool,
+                 long_size: int, page_size: int, compression: str | None,
+                 compression_version: str | None, clock: str, cpus: int,
+                 buffers: tuple[BufferInfo, ...], uname: str | None,
+                 kernel_release: str | None, tracer_version: str | None, header_page: str,
+                 header_event: str, options: tuple[tuple[str, bytes], ...],
+                 tsc2nsec: tuple[int, int, int] | None, ts_offset: int,
+                 cmdlines: dict[int, str], cpu_stats: tuple[CpuStats, ...],
+                 kallsyms_size: int, trace_clock_text: str = "") -> None:
+        self._assign(path, kind, version, little_endian, long_size, page_size, compression,
+                     compression_version, clock, cpus, buffers, uname, kernel_release,
+                     tracer_version, header_page, header_event, options, tsc2nsec, ts_offset,
+                     cmdlines, cpu_stats, kallsyms_size, trace_clock_text)
 
     @property
     def endianness(self) -> str:
@@ -254,9 +316,14 @@ class EventFormats:
 
 
 class _Stream:
-    """The records of one CPU of one buffer, a page at a time."""
+    """The records of one CPU of one buffer, a page at a time.
 
-    __slots__ = ("buffer", "cpu", "order", "pages", "recs", "i", "buf", "decode", "conv")
+    After :meth:`fill`, ``recs`` holds the page's records (see
+    :func:`~ptreplay.formats.ringbuffer.decode_page`), ``tss`` their
+    timestamps (what :func:`_merge` orders by) and ``i`` the next one to hand out.
+    """
+
+    __slots__ = ("buffer", "cpu", "order", "pages", "recs", "tss", "i", "buf", "decode", "conv")
 
     def __init__(self, buffer: str, cpu: int, order: int, pages: Iterator[tuple[Any, int, int]],
                  decode: Callable[[Any, int, int, list], int], conv) -> None:
@@ -265,6 +332,7 @@ class _Stream:
         self.order = order
         self.pages = pages
         self.recs: list = []
+        self.tss: list[int] = []
         self.i = 0
         self.buf: Any = None
         self.decode = decode
@@ -280,59 +348,65 @@ class _Stream:
                     c = self.conv
                     recs = [(c(r[0]),) + r[1:] for r in recs]
                 self.recs = recs
+                self.tss = [r[0] for r in recs]
                 self.i = 0
                 self.buf = data
                 return True
         self.recs = []
+        self.tss = []
         self.i = 0
         return False
 
 
-def _merge(streams: list[_Stream]) -> Iterator[tuple[_Stream, list, int, int]]:
-    """Yield ``(stream, recs, start, end)`` runs in trace-cmd's merge order."""
-    live = [s for s in streams if s.fill()]
-    while live:
-        if len(live) == 1:
-            s = live[0]
-            while True:
-                yield s, s.recs, s.i, len(s.recs)
-                if not s.fill():
-                    return
+def _merge(streams: list) -> Iterator[tuple[Any, int, int]]:
+    """Yield ``(stream, start, end)`` runs of ``stream.tss`` in trace-cmd's merge order.
+
+    Always the stream whose next timestamp is smallest, ties going to the
+    lower ``order``; a run goes on while its timestamps stay before the next
+    head of the other streams. Works on any stream with ``tss``, ``i``,
+    ``order`` and ``fill()`` (:class:`_Stream`, the raw report's line streams);
+    a stream with a page loaded goes on from its ``i``. The stream's ``i`` is
+    already past the run when the run is handed out.
+    """
+    live = [s for s in streams if s.i < len(s.tss) or s.fill()]
+    live.sort(key=lambda s: s.order)
+    while len(live) > 1:
+        # best: smallest (head, order); second: the smallest of the others. ``live`` is in
+        # ``order``, so a strict < keeps ties with the earlier stream.
         best = live[0]
-        bts = best.recs[best.i][0]
+        bts = best.tss[best.i]
+        second = None
+        sts = 0
         for s in live[1:]:
-            ts = s.recs[s.i][0]
+            ts = s.tss[s.i]
             if ts < bts:
+                second, sts = best, bts
                 best, bts = s, ts
-        lim = None
-        lim_order = 0
-        for s in live:
-            if s is best:
-                continue
-            ts = s.recs[s.i][0]
-            if lim is None or ts < lim or (ts == lim and s.order < lim_order):
-                lim = ts
-                lim_order = s.order
-        assert lim is not None
-        lim_le = best.order < lim_order
-        recs = best.recs
+            elif second is None or ts < sts:
+                second, sts = s, ts
+        assert second is not None
+        tss = best.tss
         i = best.i
-        n = len(recs)
-        j = i
-        if lim_le:
-            while j < n and recs[j][0] <= lim:
+        n = len(tss)
+        j = i + 1  # the head itself goes first: it is not after the others
+        if best.order < second.order:
+            while j < n and tss[j] <= sts:
                 j += 1
         else:
-            while j < n and recs[j][0] < lim:
+            while j < n and tss[j] < sts:
                 j += 1
-        if j == i:  # cannot happen: best's head is not after the others'
-            j = i + 1
-        yield best, recs, i, j
-        if j >= n:
-            if not best.fill():
-                live.remove(best)
-        else:
-            best.i = j
+        best.i = j
+        yield best, i, j
+        if j >= n and not best.fill():
+            live.remove(best)
+    if live:
+        s = live[0]
+        while True:
+            i = s.i
+            s.i = n = len(s.tss)
+            yield s, i, n
+            if not s.fill():
+                return
 
 
 # ---------------------------------------------------------------------------
@@ -477,8 +551,9 @@ class Trace:
         fmts = self.formats
         cache: dict[int, EventFormat] = {}
         index = 0
-        for s, recs, i, j in _merge(self._streams(ids, cpus, buffer)):
+        for s, i, j in _merge(self._streams(ids, cpus, buffer)):
             buf = s.buf
+            recs = s.recs
             for k in range(i, j):
                 ts, off, size, eid = recs[k]
                 if eid < 0:
@@ -513,9 +588,10 @@ class Trace:
             if not self.formats.by_name(name):
                 raise TraceFormatError(f"no event called {name!r} in this trace", self.source)
         ids = set(decoders)
-        for s, recs, i, j in _merge(self._streams(ids, cpus, buffer)):
+        for s, i, j in _merge(self._streams(ids, cpus, buffer)):
             buf = s.buf
             cpu = s.cpu
+            recs = s.recs
             for k in range(i, j):
                 ts, off, size, eid = recs[k]
                 if eid < 0:
@@ -581,14 +657,17 @@ class Trace:
         return EventCounts(counts, lost)
 
 
-@dataclass(frozen=True, slots=True)
-class EventCounts:
-    """What :meth:`Trace.count_events` found."""
+class EventCounts(Frozen):
+    """What :meth:`Trace.count_events` found: ``counts``, events per (buffer, cpu,
+    event id), and ``lost``, every lost-events marker by time."""
 
-    #: events per (buffer, cpu, event id)
+    __slots__ = _fields = ("counts", "lost")
     counts: dict[tuple[str, int, int], int]
-    #: every lost-events marker, by time
     lost: list[LostEvents]
+
+    def __init__(self, counts: dict[tuple[str, int, int], int],
+                 lost: list[LostEvents]) -> None:
+        self._assign(counts, lost)
 
 
 class _Kallsyms:
@@ -659,19 +738,21 @@ def open_trace(path: str | os.PathLike[str]) -> Trace:
     :raises TraceFormatError: the input is not a trace we can read (says what and where).
     :raises ptreplay.errors.InputError: the path does not exist.
     """
-    p = Path(path)
-    if p.is_dir():
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        from pathlib import Path
+
         from ptreplay.formats.tracefs import open_tracefs
 
-        return open_tracefs(p)
-    if not p.exists():
-        raise TraceFormatError("no such file or directory", str(path))
+        return open_tracefs(Path(p))
+    if not os.path.exists(p):
+        raise TraceFormatError("no such file or directory", p)
     return _open_tracedat(p)
 
 
-def _open_tracedat(p: Path) -> Trace:
+def _open_tracedat(p: str) -> Trace:
+    from ptreplay.formats.tracedat.options import Option
     from ptreplay.formats.tracedat.reader import TraceDatFile
-    from ptreplay.formats.tracedat.schema import Option
 
     f = TraceDatFile(p)
     try:
@@ -693,7 +774,7 @@ def _open_tracedat(p: Path) -> Trace:
             elif opt.id == Option.TRACECLOCK:
                 clock_text = text
             elif opt.id == Option.TSC2NSEC and len(opt.data) >= 16:
-                t = f.s.tsc2nsec.parse(opt.data[:16])
+                t = f.s.tsc2nsec.parse_bytes(opt.data[:16])
                 tsc = (t.mult, t.shift, t.offset)
             elif opt.id == Option.OFFSET:
                 ts_offset += _strtoll(text)
@@ -742,7 +823,7 @@ def _open_tracedat(p: Path) -> Trace:
 
 
 def _option_name(oid: int) -> str:
-    from ptreplay.formats.tracedat.schema import OPTION_NAMES
+    from ptreplay.formats.tracedat.options import OPTION_NAMES
 
     return OPTION_NAMES.get(oid, f"OPTION_{oid}")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from ptreplay.cli.app import app
+from ptreplay.showtrace import run_events
 
 __all__ = ["events"]
 
@@ -54,53 +54,3 @@ def events(
     if fmt not in ("raw", "json"):
         raise typer.BadParameter("must be raw or json", param_hint="--format")
     run_events(trace, event, cpu, buffer, fmt, usec)
-
-
-def run_events(trace: str, event: list[str] | None, cpu: list[int] | None,
-               buffer: str | None, fmt: str, usec: bool) -> None:
-    """The body of ``ptreplay events``: stream the lines in batches."""
-    from ptreplay.trace import open_trace
-
-    out = sys.stdout
-    with open_trace(trace) as t:
-        if fmt == "raw":
-            from ptreplay.formats.rawreport import raw_report_lines
-
-            lines = raw_report_lines(t, nsec=not usec, names=event, cpus=cpu, buffer=buffer)
-        else:
-            lines = _json_lines(t, event, cpu, buffer)
-        batch: list[str] = []
-        for line in lines:
-            batch.append(line)
-            if len(batch) >= 4096:
-                batch.append("")
-                out.write("\n".join(batch))
-                batch = []
-        if batch:
-            batch.append("")
-            out.write("\n".join(batch))
-        out.flush()
-
-
-def _json_lines(t, names, cpus, buffer):
-    import json
-
-    from ptreplay.trace import LostEvents
-
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
-                             default=_default).encode
-    for ev in t.events(names=names, cpus=cpus, buffer=buffer):
-        if isinstance(ev, LostEvents):
-            yield dumps({"buffer": ev.buffer, "cpu": ev.cpu, "ts": ev.ts,
-                         "lost_events": ev.count})
-            continue
-        yield dumps({"buffer": ev.buffer, "cpu": ev.cpu, "ts": ev.ts, "system": ev.system,
-                     "name": ev.name, "pid": ev.pid, "comm": ev.comm, "fields": ev.fields})
-
-
-def _default(obj):
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(type(obj).__name__)

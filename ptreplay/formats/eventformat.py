@@ -25,19 +25,24 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import construct as cs
 
 from ptreplay.errors import TraceFormatError
+from ptreplay.values import Frozen, Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    import construct as cs
 
 __all__ = [
     "EventFormat",
     "Field",
     "parse_format",
     "int_subcon",
+    "int_code",
+    "field_code",
     "PROBE_FETCH_TYPES",
 ]
 
@@ -54,34 +59,58 @@ PROBE_FETCH_TYPES: dict[str, tuple[int, bool, bool]] = {
 _INT_CODES = {1: "b", 2: "h", 4: "l", 8: "q"}
 
 
+def int_code(size: int, signed: bool) -> str:
+    """The :mod:`struct` code of a ``size``-byte integer (what :func:`int_subcon` holds)."""
+    code = _INT_CODES[size]
+    return code if signed else code.upper()
+
+
 def int_subcon(size: int, signed: bool, little: bool) -> cs.FormatField:
     """The Construct integer of ``size`` bytes: a ``FormatField`` whose ``fmtstr``
     is also what the fast decoders hand to :mod:`struct`."""
-    code = _INT_CODES[size]
-    return cs.FormatField("<" if little else ">", code if signed else code.upper())
+    import construct as cs
+
+    return cs.FormatField("<" if little else ">", int_code(size, signed))
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+def field_code(f: Field) -> str | None:
+    """The :mod:`struct` code of a plain integer field (its :meth:`EventFormat.field_subcon`
+    is that ``FormatField``), None for arrays, dynamic and odd-sized fields."""
+    if f.is_dynamic or f.is_array or f.size not in _INT_CODES:
+        return None
+    return int_code(f.size, f.signed)
+
+
+class Field(Frozen):
     """One ``field:`` line of a format file, with libtraceevent's type flags.
 
     :param type: the C type as libtraceevent spells it (``char[16]``,
         ``__data_loc char[]``, ``unsigned long``).
     """
 
+    __slots__ = _fields = ("name", "type", "offset", "size", "signed", "is_array", "is_string",
+                           "is_dynamic", "is_relative", "is_long", "is_pointer", "arraylen",
+                           "elementsize")
     name: str
     type: str
     offset: int
     size: int
     signed: bool
-    is_array: bool = False
-    is_string: bool = False
-    is_dynamic: bool = False
-    is_relative: bool = False
-    is_long: bool = False
-    is_pointer: bool = False
-    arraylen: int = 0
-    elementsize: int = 0
+    is_array: bool
+    is_string: bool
+    is_dynamic: bool
+    is_relative: bool
+    is_long: bool
+    is_pointer: bool
+    arraylen: int
+    elementsize: int
+
+    def __init__(self, name: str, type: str, offset: int, size: int, signed: bool,
+                 is_array: bool = False, is_string: bool = False, is_dynamic: bool = False,
+                 is_relative: bool = False, is_long: bool = False, is_pointer: bool = False,
+                 arraylen: int = 0, elementsize: int = 0) -> None:
+        self._assign(name, type, offset, size, signed, is_array, is_string, is_dynamic,
+                     is_relative, is_long, is_pointer, arraylen, elementsize)
 
     @property
     def is_number(self) -> bool:
@@ -89,8 +118,7 @@ class Field:
         return not (self.is_array or self.is_dynamic)
 
 
-@dataclass(slots=True)
-class PrintArg:
+class PrintArg(Value):
     """One top-level argument of the print format, as far as raw printing needs it.
 
     ``field`` is the field name when the argument is ``REC->name`` (possibly in
@@ -98,41 +126,59 @@ class PrintArg:
     first); otherwise ``None``. ``number`` is set for a plain integer atom.
     """
 
-    text: str
-    field: str | None = None
-    casts: tuple[str, ...] = ()
-    number: int | None = None
+    __slots__ = _fields = ("text", "field", "casts", "number")
+
+    def __init__(self, text: str, field: str | None = None, casts: tuple[str, ...] = (),
+                 number: int | None = None) -> None:
+        self.text = text
+        self.field = field
+        self.casts = casts
+        self.number = number
 
 
-@dataclass(slots=True)
-class PrintPart:
-    """One piece of the parsed print format (libtraceevent ``struct tep_print_parse``)."""
+class PrintPart(Value):
+    """One piece of the parsed print format (libtraceevent ``struct tep_print_parse``).
 
-    kind: str  # "string", "digit", "pointer", "strarg"
-    text: str
-    arg: PrintArg | None = None
-    len_arg: PrintArg | None = None
-    ls: int = 0
+    ``kind`` is "string", "digit", "pointer" or "strarg".
+    """
+
+    __slots__ = _fields = ("kind", "text", "arg", "len_arg", "ls")
+
+    def __init__(self, kind: str, text: str, arg: PrintArg | None = None,
+                 len_arg: PrintArg | None = None, ls: int = 0) -> None:
+        self.kind = kind
+        self.text = text
+        self.arg = arg
+        self.len_arg = len_arg
+        self.ls = ls
 
 
-@dataclass(slots=True)
-class EventFormat:
-    """An event's layout and print format, parsed from its ``format`` text."""
+class EventFormat(Value):
+    """An event's layout and print format, parsed from its ``format`` text.
 
-    system: str
-    name: str
-    id: int
-    common_fields: tuple[Field, ...]
-    fields: tuple[Field, ...]
-    print_fmt: str
-    print_args: tuple[PrintArg, ...]
-    print_parts: tuple[PrintPart, ...]
-    print_failed: bool
-    text: str
-    by_name: dict[str, Field] = field(default_factory=dict)
+    ``by_name`` maps field names (common fields included) to fields; it is
+    filled from the two field lists.
+    """
 
-    def __post_init__(self) -> None:
-        for f in self.common_fields + self.fields:
+    __slots__ = _fields = ("system", "name", "id", "common_fields", "fields", "print_fmt",
+                           "print_args", "print_parts", "print_failed", "text", "by_name")
+
+    def __init__(self, system: str, name: str, id: int, common_fields: tuple[Field, ...],
+                 fields: tuple[Field, ...], print_fmt: str, print_args: tuple[PrintArg, ...],
+                 print_parts: tuple[PrintPart, ...], print_failed: bool, text: str,
+                 by_name: dict[str, Field] | None = None) -> None:
+        self.system = system
+        self.name = name
+        self.id = id
+        self.common_fields = common_fields
+        self.fields = fields
+        self.print_fmt = print_fmt
+        self.print_args = print_args
+        self.print_parts = print_parts
+        self.print_failed = print_failed
+        self.text = text
+        self.by_name = {} if by_name is None else by_name
+        for f in common_fields + fields:
             self.by_name.setdefault(f.name, f)
 
     @property
@@ -151,6 +197,8 @@ class EventFormat:
 
     def field_subcon(self, f: Field, little: bool) -> cs.Construct:
         """Construct for the bytes of field ``f`` at its offset (value only, no seeking)."""
+        import construct as cs
+
         if f.is_dynamic:
             return int_subcon(f.size if f.size in (2, 4) else 4, False, little)
         if f.is_array:
@@ -158,8 +206,9 @@ class EventFormat:
             if f.is_string or esize not in _INT_CODES or f.size % max(esize, 1):
                 return cs.Bytes(f.size)
             return cs.Array(f.size // esize, int_subcon(esize, f.signed, little))
-        if f.size in _INT_CODES:
-            return int_subcon(f.size, f.signed, little)
+        code = field_code(f)
+        if code is not None:
+            return cs.FormatField("<" if little else ">", code)
         return cs.Bytes(f.size)
 
     def layout(self, little: bool = True) -> cs.Struct:
@@ -167,6 +216,8 @@ class EventFormat:
 
         Dynamic fields parse to their 32-bit location word (``len << 16 | offset``).
         """
+        import construct as cs
+
         members = [
             f.name / cs.Pointer(f.offset, self.field_subcon(f, little))
             for f in self.common_fields + self.fields
@@ -205,9 +256,9 @@ def _compile_decoder(fmt: EventFormat, names: tuple[str, ...], little: bool):
     simple: list[tuple[int, str, int]] = []  # (offset, code, index)
     post: list[tuple[int, Field]] = []
     for i, f in enumerate(fields):
-        sub = fmt.field_subcon(f, little)
-        if isinstance(sub, cs.FormatField) and not f.is_dynamic:
-            simple.append((f.offset, sub.fmtstr[1:], i))
+        code = field_code(f)
+        if code is not None:
+            simple.append((f.offset, code, i))
         else:
             post.append((i, f))
     simple.sort()
@@ -310,8 +361,8 @@ def _slow_value(f: Field, buf, o, size, loc, loc16, est):
     elif f.is_array or f.size not in _INT_CODES:
         raw = bytes(buf[o + f.offset:o + f.offset + f.size])
         if not f.is_array:
-            order = "little" if loc.format.startswith("<") else "big"
-            return int.from_bytes(raw, order) if raw else 0
+            little = loc.format.startswith("<")
+            return int.from_bytes(raw, "little" if little else "big") if raw else 0
     else:
         raise AssertionError(f.name)
     if f.is_string:

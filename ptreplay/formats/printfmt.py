@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs start-up time
+    from collections.abc import Callable
+    from typing import Any
+
     from ptreplay.formats.eventformat import EventFormat, Field, PrintArg, PrintPart
 
-__all__ = ["parse_print_fmt", "compile_raw_printer", "c_format_int"]
+__all__ = ["parse_print_fmt", "compile_raw_printer", "raw_fields", "RawFields", "struct_format",
+           "c_format_int", "CACHE_LIMIT"]
 
 # Helper functions libtraceevent knows, plus those its plugins register.
 _KNOWN_FUNCS = {
@@ -208,8 +211,8 @@ def parse_print_fmt(text: str, field_names: set[str]) -> tuple[list, list, bool]
     else:
         arg_texts = []
     args = [_classify(a) for a in arg_texts]
-    for a in arg_texts:
-        if _uses_unknown_function(a):
+    for text in arg_texts:
+        if _uses_unknown_function(text):
             failed = True
     for a in args:
         if a.field is not None and a.field not in field_names:
@@ -401,11 +404,84 @@ class _FieldState:
         self.string = string
 
 
+class RawFields:
+    """How to print one event format's field list, as parts of a ``%`` expression.
+
+    The raw report compiles these into one function per event format (with
+    the line head), :func:`compile_raw_printer` into one for the fields alone.
+
+    :param codes: ``(offset, struct code, variable)``: the values the
+        expressions read, unpacked from the event by one ``struct``.
+    :param template: the ``%`` template of ``" name=value name=value..."``.
+    :param exprs: one Python expression per conversion of ``template``; they
+        use the ``codes`` variables, ``buf``, ``off``, ``size`` and ``env``.
+    :param env: helpers and caches the expressions name.
+    :param slow: the same text rendered field by field, for records shorter
+        than the ``codes`` need (or whose fields overlap).
+    :param str_last: the last value is a string (it may end with a newline).
+    """
+
+    __slots__ = ("codes", "template", "exprs", "env", "slow", "str_last")
+
+    def __init__(self, codes: list[tuple[int, str, str]], template: str, exprs: list[str],
+                 env: dict[str, Any], slow: Callable[[Any, int, int], str],
+                 str_last: bool) -> None:
+        self.codes = codes
+        self.template = template
+        self.exprs = exprs
+        self.env = env
+        self.slow = slow
+        self.str_last = str_last
+
+
+def struct_format(codes: list[tuple[int, str, str]], endian: str) -> tuple[str, list[str]] | None:
+    """One ``struct`` format reading every ``(offset, code, variable)`` and the variables in
+    the order it returns them, or None if two of them overlap."""
+    fmt = endian
+    names: list[str] = []
+    pos = 0
+    for off, code, name in sorted(codes):
+        if off < pos:
+            return None
+        if off > pos:
+            fmt += f"{off - pos}x"
+        fmt += code
+        names.append(name)
+        pos = off + struct.calcsize("<" + code)
+    return fmt, names
+
+
 def compile_raw_printer(fmt: EventFormat, little: bool, long_size: int,
                         find_func: Callable[[int], tuple[str, int] | None] | None = None,
                         find_printk: Callable[[int], str | None] | None = None,
                         ) -> Callable[[Any, int, int], str]:
     """Compile ``(buf, offset, size) -> " name=value name=value..."`` for ``fmt``."""
+    plan = raw_fields(fmt, little, long_size, find_func, find_printk)
+    endian = "<" if little else ">"
+    layout = struct_format(plan.codes, endian)
+    if layout is None:
+        return plan.slow
+    sfmt, names = layout
+    st = struct.Struct(sfmt)
+    src = ["def render(buf, off, size):"]
+    if plan.codes:
+        src.append(f"    if size < {st.size}:")
+        src.append("        return slow(buf, off, size)")
+        src.append(f"    {', '.join(names)}, = unpack(buf, off)")
+    src.append(f"    return {plan.template!r} % ({''.join(e + ', ' for e in plan.exprs)})")
+    ns: dict[str, Any] = {"unpack": st.unpack_from, "slow": plan.slow, **plan.env}
+    exec("\n".join(src), ns)  # noqa: S102 - code built from parsed format fields only
+    return ns["render"]
+
+
+def raw_fields(fmt: EventFormat, little: bool, long_size: int,
+               find_func: Callable[[int], tuple[str, int] | None] | None = None,
+               find_printk: Callable[[int], str | None] | None = None) -> RawFields:
+    """How ``trace-cmd report -R`` prints the fields of ``fmt`` (see :class:`RawFields`).
+
+    A field whose argument in the print format is ``REC->field`` uses that
+    conversion; the others use libtraceevent's default per type.
+    """
     endian = "<" if little else ">"
     parts = list(fmt.print_parts)
     # bprint has no print cache in libtraceevent (TEP_EVENT_FL_ISBPRINT)
@@ -436,131 +512,127 @@ def compile_raw_printer(fmt: EventFormat, little: bool, long_size: int,
                 p = p + 1 if p + 1 < len(parts) else 0
                 if p == start:
                     break
+        cache: dict[bytes, str] | None = None
         if match is None:
-            r = _raw_renderer(f, endian, long_size)
+            if f.is_array and not f.is_dynamic and f.size:
+                cache = {}
+            r = _raw_renderer(f, endian, long_size, cache)
         else:
             r = _fmt_renderer(fmt, f, match, endian, long_size, find_func, find_printk)
             if has0x:
                 r = _prefixed(r)
         renderers.append(_named(f.name, r))
-        plan.append((f, match, has0x, r))
+        plan.append((f, match, has0x, r, cache))
 
     def render(buf: Any, off: int, size: int) -> str:
         return "".join([r(buf, off, size) for r in renderers])
-    fast = _generate(plan, endian, render)
-    return fast or render
+    return _plan(plan, render)
 
 
-def _digit_expr(x: str, part: PrintPart) -> tuple[str, str] | None:
-    """(python %-spec, expression) for a digit conversion, or None to use the slow path."""
+def _digit_expr(x: str, part: PrintPart, width: int = 64, plain: bool = False
+                ) -> tuple[str, str, bool] | None:
+    """(python %-spec, expression, read signed) for a digit conversion of ``x``, or None
+    to use the slow path.
+
+    ``x`` is an unsigned value below ``2**width``; ``plain`` says it is the
+    field's own value, ``width`` its size in bits. Masks and sign extensions
+    that cannot change such a value are left out; when the conversion reads
+    it back as a signed number of exactly that width, the third item asks
+    for the field to be read with a signed struct code instead.
+    """
     m = _CONV_RE.fullmatch(part.text)
     if not m or part.len_arg is not None or m.group("width") == "*" or m.group("prec") == "*":
         return None
     conv = m.group("conv")
     flags = m.group("flags") or ""
-    if "#" in flags or conv == "p":
+    if ("#" in flags and conv not in "xX") or conv == "p":
         return None
     bits = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}.get(part.ls, 64)
     pbits = {"hh": 8, "h": 16, "": 32}.get(m.group("len") or "", 64)
+    # C: (type of ``bits``) x, then printf reads ``pbits`` of it back
     if bits >= pbits:
-        e = f"({x} & {(1 << pbits) - 1})"
+        e = x if width <= pbits else f"({x} & {(1 << pbits) - 1})"
+        ewidth = min(width, pbits)
+    elif width < bits:  # the sign bit of ``bits`` is clear: nothing to extend
+        e, ewidth = x, width
     else:
         sb = 1 << (bits - 1)
         e = f"(((({x} & {(1 << bits) - 1}) ^ {sb}) - {sb}) & {(1 << pbits) - 1})"
-    if conv in "di":
-        sp = 1 << (pbits - 1)
-        e = f"(({e} ^ {sp}) - {sp})"
+        ewidth = pbits
+    signed_read = False
+    if conv in "di" and ewidth >= pbits:
+        if e == x and plain and width == pbits:
+            signed_read = True
+        else:
+            sp = 1 << (pbits - 1)
+            e = f"(({e} ^ {sp}) - {sp})"
     spec = "%" + flags + (m.group("width") or "")
     if m.group("prec") is not None:
         spec += "." + (m.group("prec") or "0")
     spec += "d" if conv in "diu" else conv
-    return spec, e
+    if "#" in flags:
+        # C prints no 0x before a zero (Python would)
+        return "%s", f"({spec!r} % {e} if {e} else {spec.replace('#', '')!r} % {e})", signed_read
+    return spec, e, signed_read
 
 
-def _generate(plan, endian: str, slow):
-    """Compile one function: one struct.unpack_from for every number, one % template."""
-    codes: list[tuple[int, str, int]] = []  # offset, code, slot
+def _plan(plan, slow) -> RawFields:
+    """Turn the per-field choices into a :class:`RawFields`: struct codes and one template."""
+    codes: list[tuple[int, str, str]] = []
     pieces: list[str] = []
     exprs: list[str] = []
-    helpers: dict[str, Any] = {}
-    for f, match, has0x, r in plan:
+    env: dict[str, Any] = {}
+    str_last = False
+    for f, match, has0x, r, cache in plan:
         head = f" {f.name}=".replace("%", "%%") + ("0x" if has0x else "")
         num_ok = not (f.is_array or f.is_dynamic) and f.size in (1, 2, 4, 8)
-        handled = False
+        var = f"f{len(codes)}"
+        expr = None
         if num_ok and match is None:
             signed_code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
             if f.is_pointer or (not f.signed and f.is_long) or (f.signed and f.size == 4
                                                                   and f.is_long):
-                codes.append((f.offset, signed_code.upper(), len(codes)))
-                pieces.append(head + "0x%x")
-                exprs.append(f"v[{len(codes) - 1}]")
-                handled = True
+                code, spec = signed_code.upper(), "0x%x"
             elif f.signed:
-                codes.append((f.offset, signed_code, len(codes)))
-                pieces.append(head + {1: "%1d", 2: "%2d", 4: "%d", 8: "%d"}[f.size])
-                exprs.append(f"v[{len(codes) - 1}]")
-                handled = True
+                code, spec = signed_code, {1: "%1d", 2: "%2d", 4: "%d", 8: "%d"}[f.size]
             else:
-                codes.append((f.offset, signed_code.upper(), len(codes)))
-                pieces.append(head + "%d")
-                exprs.append(f"v[{len(codes) - 1}]")
-                handled = True
+                code, spec = signed_code.upper(), "%d"
+            codes.append((f.offset, code, var))
+            pieces.append(head + spec)
+            expr = var
         elif num_ok and match is not None and match.kind == "digit" and match.arg is not None:
-            codes.append((f.offset, {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size], len(codes)))
-            x = f"v[{len(codes) - 1}]"
+            x = var
+            width = 8 * f.size
             for t in reversed(match.arg.casts):
                 mask = _mask_for_cast(t)
                 if mask is not None:
                     x = f"({x} & {mask})"
-            de = _digit_expr(x, match)
+                    width = min(width, mask.bit_length())
+            de = _digit_expr(x, match, width, x == var)
             if de is not None:
-                spec, e = de
+                spec, expr, signed_read = de
+                code = {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size]
+                codes.append((f.offset, code.lower() if signed_read else code, var))
                 m = _CONV_RE.fullmatch(match.text)
                 pre = match.text[:m.start()] if m else ""
                 post = match.text[m.end():] if m else ""
                 pieces.append(head + pre.replace("%", "%%") + spec + post.replace("%", "%%"))
-                exprs.append(e)
-                handled = True
-            else:
-                codes.pop()
-        if not handled:
-            name = f"h{len(helpers)}"
-            inner = r
-            helpers[name] = _strip_name(inner, f.name)
+        elif cache is not None:
+            # a fixed array: its bytes select a cached rendering (comm names, stacks)
+            codes.append((f.offset, f"{f.size}s", var))
+            n = len(env)
+            env[f"c{n}"] = cache
+            env[f"h{n}"] = r
             pieces.append(f" {f.name}=".replace("%", "%%") + "%s")
-            exprs.append(f"{name}(buf, off, size)")
-    # one struct over the numbers, if they do not overlap
-    order = sorted(codes)
-    fmt_s = endian
-    pos = 0
-    for off, code, _slot in order:
-        if off < pos:
-            return None
-        if off > pos:
-            fmt_s += f"{off - pos}x"
-        fmt_s += code
-        pos = off + struct.calcsize("<" + code)
-    st = struct.Struct(fmt_s)
-    # map slot -> position in the unpacked tuple
-    slot_pos = {slot: i for i, (_o, _c, slot) in enumerate(order)}
-    exprs = [re.sub(r"v\[(\d+)\]", lambda m: f"v[{slot_pos[int(m.group(1))]}]", e)
-             for e in exprs]
-    template = "".join(pieces)
-    src = ["def render(buf, off, size):"]
-    if codes:
-        src.append(f"    if size < {st.size}:")
-        src.append("        return slow(buf, off, size)")
-        src.append("    v = unpack(buf, off)")
-    src.append(f"    return {template!r} % ({', '.join(exprs)}{',' if len(exprs) == 1 else ''})"
-               if exprs else f"    return {template!r}")
-    ns: dict[str, Any] = {"unpack": st.unpack_from, "slow": slow, **helpers}
-    exec("\n".join(src), ns)  # noqa: S102 - code built from parsed format fields only
-    return ns["render"]
-
-
-def _strip_name(named_renderer, name: str):
-    """The value part of a ``_named`` renderer (helpers render only the value)."""
-    return named_renderer
+            expr = f"(c{n}.get({var}) or h{n}(buf, off, size))"
+        if expr is None:
+            name = f"h{len(env)}"
+            env[name] = r
+            pieces.append(f" {f.name}=".replace("%", "%%") + "%s")
+            expr = f"{name}(buf, off, size)"
+        exprs.append(expr)
+        str_last = pieces[-1].endswith("%s")
+    return RawFields(codes, "".join(pieces), exprs, env, slow, str_last)
 
 
 def _named(name: str, r):
@@ -589,7 +661,12 @@ def _read_number(buf, o: int, size: int, endian: str) -> int:
     return 0
 
 
-def _raw_renderer(f: Field, endian: str, long_size: int):
+def _raw_renderer(f: Field, endian: str, long_size: int, cache: dict | None = None):
+    """libtraceevent's default rendering of field ``f``'s value.
+
+    ``cache`` (fixed arrays only) collects renderings that depend on the
+    field's bytes alone, by those bytes (bounded: cleared when it fills).
+    """
     from ptreplay.formats.eventformat import dynamic_span
 
     little = endian == "<"
@@ -610,12 +687,18 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
                 head, nul, _ = raw.partition(b"\0")
                 if search(head) is None:
                     if nul or not length:
-                        return head.decode("latin-1")
+                        text = head.decode("latin-1")
+                        if cache is not None and nul:
+                            _remember(cache, raw, text)
+                        return text
                     # no NUL inside: "%s" reads on (bounded here by the record)
                     tail = bytes(buf[off + start:off + size])
                     return tail.partition(b"\0")[0].decode("latin-1")
             raw = bytes(raw)
-            return "ARRAY[" + raw.hex(",").replace(",", ", ") + "]"
+            text = "ARRAY[" + raw.hex(",").replace(",", ", ") + "]"
+            if cache is not None:
+                _remember(cache, raw, text)
+            return text
         return render_array
     fsize, fo = f.size, f.offset
     if f.is_pointer:
@@ -649,6 +732,16 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
     if st is None:
         return lambda buf, off, size: "0"
     return lambda buf, off, size: "%d" % st.unpack_from(buf, off + fo)[0]  # noqa: UP031 (C printf)
+
+
+#: renderings a fixed-array cache keeps at most (memory stays flat on long traces)
+CACHE_LIMIT = 4096
+
+
+def _remember(cache: dict, raw: bytes, text: str) -> None:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[raw] = text
 
 
 def _num_struct(size: int, endian: str) -> struct.Struct | None:

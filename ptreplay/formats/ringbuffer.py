@@ -23,11 +23,14 @@ The layouts are declared as Construct (:func:`page_header`,
 from __future__ import annotations
 
 import struct
-from typing import Any
-
-import construct as cs
 
 from ptreplay.errors import TraceFormatError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    import construct as cs
 
 __all__ = [
     "TYPE_LEN_BITS", "TIME_DELTA_BITS", "TYPE_PADDING", "TYPE_TIME_EXTEND", "TYPE_TIME_STAMP",
@@ -55,6 +58,8 @@ LOST_HIDDEN = -2
 
 def page_header(long_size: int, little: bool) -> cs.Struct:
     """Construct of ``struct buffer_data_page``'s header (the data follows)."""
+    import construct as cs
+
     u64 = cs.Int64ul if little else cs.Int64ub
     long_ = (cs.Int64ul if little else cs.Int64ub) if long_size == 8 else (
         cs.Int32ul if little else cs.Int32ub)
@@ -63,6 +68,8 @@ def page_header(long_size: int, little: bool) -> cs.Struct:
 
 def event_header(little: bool) -> cs.Construct:
     """Construct of ``struct ring_buffer_event``'s first word (``type_len``, ``time_delta``)."""
+    import construct as cs
+
     if little:
         return cs.ByteSwapped(cs.BitStruct("time_delta" / cs.BitsInteger(TIME_DELTA_BITS),
                                            "type_len" / cs.BitsInteger(TYPE_LEN_BITS)))
@@ -77,6 +84,7 @@ def page_geometry(long_size: int) -> int:
 
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 _U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_HEAD = {True: struct.Struct("<IH"), False: struct.Struct(">IH")}
 _HDR = {(8, True): struct.Struct("<QQ"), (8, False): struct.Struct(">QQ"),
         (4, True): struct.Struct("<QI"), (4, False): struct.Struct(">QI")}
 _LONG = {(8, True): struct.Struct("<Q"), (8, False): struct.Struct(">Q"),
@@ -120,13 +128,18 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
             lost = -1
     u32 = _U32[little].unpack_from
     u16 = _U16[little].unpack_from
+    head = _HEAD[little].unpack_from  # an event's header word and the event id after it
+    append = out.append
     pos = start
     count = 0
     first = True
     marker_at = len(out)
     if little:
         while pos < end:
-            word = u32(buf, pos)[0]
+            try:
+                word, eid = head(buf, pos)
+            except struct.error:  # the last 4 bytes of ``buf``: no data event
+                word, eid = u32(buf, pos)[0], -1
             tl = word & 31
             if tl and tl <= 28:
                 ts += word >> 5
@@ -136,6 +149,9 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += word >> 5
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
+                if length < 2 or data + length > end:
+                    raise _overrun(buf, base, pos, end, source, where, length)
+                eid = u16(buf, data)[0]
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + (word >> 5)
                 pos += 8
@@ -152,19 +168,21 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 first = False
                 continue
             nxt = data + length
-            if nxt > end or length < 2:
+            if nxt > end:
                 raise _overrun(buf, base, pos, end, source, where, length)
             count += 1
             if lost and count == 1:
-                out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
-            eid = u16(buf, data)[0]
+                append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
             if wanted is None or eid in wanted:
-                out.append((ts, data, length, eid))
+                append((ts, data, length, eid))
             pos = nxt
             first = False
     else:
         while pos < end:
-            word = u32(buf, pos)[0]
+            try:
+                word, eid = head(buf, pos)
+            except struct.error:  # the last 4 bytes of ``buf``: no data event
+                word, eid = u32(buf, pos)[0], -1
             tl = word >> 27
             delta = word & COMMIT_MASK
             if tl and tl <= 28:
@@ -175,6 +193,9 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 ts += delta
                 length = ((u32(buf, pos + 4)[0] - 4) + 3) & ~3
                 data = pos + 8
+                if length < 2 or data + length > end:
+                    raise _overrun(buf, base, pos, end, source, where, length)
+                eid = u16(buf, data)[0]
             elif tl == 30:
                 ts += (u32(buf, pos + 4)[0] << 27) + delta
                 pos += 8
@@ -191,14 +212,13 @@ def decode_page(buf: Any, base: int, page_size: int, long_size: int, little: boo
                 first = False
                 continue
             nxt = data + length
-            if nxt > end or length < 2:
+            if nxt > end:
                 raise _overrun(buf, base, pos, end, source, where, length)
             count += 1
             if lost and count == 1:
-                out.append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
-            eid = u16(buf, data)[0]
+                append((ts, base, lost, LOST_SHOWN if first else LOST_HIDDEN))
             if wanted is None or eid in wanted:
-                out.append((ts, data, length, eid))
+                append((ts, data, length, eid))
             pos = nxt
             first = False
     if lost and count == 0:

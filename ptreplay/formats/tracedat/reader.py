@@ -14,62 +14,98 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
-
-import construct as cs
 
 from ptreplay.errors import TraceFormatError
+from ptreplay.formats.layout import Layout, LayoutError
+from ptreplay.formats.tracedat import layouts as _derived
 from ptreplay.formats.tracedat.compress import Codec, codec_for
-from ptreplay.formats.tracedat.schema import (
-    SEC_FL_COMPRESS,
-    FileHeader,
-    Option,
-    schemas,
-)
+from ptreplay.formats.tracedat.options import SEC_FL_COMPRESS, Option
+from ptreplay.values import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["TraceDatFile", "BufferData", "CpuData", "RawOption", "parse_cpustat"]
 
 
-@dataclass(slots=True)
-class CpuData:
+class CpuData(Value):
     """Where one CPU's ring-buffer pages are: ``offset``/``size`` in the file."""
 
-    cpu: int
-    offset: int
-    size: int
+    __slots__ = _fields = ("cpu", "offset", "size")
+
+    def __init__(self, cpu: int, offset: int, size: int) -> None:
+        self.cpu = cpu
+        self.offset = offset
+        self.size = size
 
 
-@dataclass(slots=True)
-class BufferData:
+class BufferData(Value):
     """One ftrace buffer (the top one is named "") and its CPUs."""
 
-    name: str
-    clock: str
-    page_size: int
-    cpus: list[CpuData]
-    compressed: bool = False
-    section_offset: int | None = None
+    __slots__ = _fields = ("name", "clock", "page_size", "cpus", "compressed", "section_offset")
+
+    def __init__(self, name: str, clock: str, page_size: int, cpus: list[CpuData],
+                 compressed: bool = False, section_offset: int | None = None) -> None:
+        self.name = name
+        self.clock = clock
+        self.page_size = page_size
+        self.cpus = cpus
+        self.compressed = compressed
+        self.section_offset = section_offset
 
 
-@dataclass(slots=True)
-class RawOption:
+class RawOption(Value):
     """One option as stored: id, payload, and where it was."""
 
-    id: int
-    data: bytes
-    offset: int
+    __slots__ = _fields = ("id", "data", "offset")
+
+    def __init__(self, id: int, data: bytes, offset: int) -> None:
+        self.id = id
+        self.data = data
+        self.offset = offset
 
 
-@dataclass(slots=True)
-class _Lazy:
-    """A metadata blob not read yet: where it is, and how."""
+class _Lazy(Value):
+    """A metadata blob not read yet: where it is, and how (``section``: v7, ``offset``
+    is a section header)."""
 
-    offset: int
-    size: int
-    section: bool = False  # v7: offset is a section header
-    width: int = 4
+    __slots__ = _fields = ("offset", "size", "section", "width")
+
+    def __init__(self, offset: int, size: int, section: bool = False, width: int = 4) -> None:
+        self.offset = offset
+        self.size = size
+        self.section = section
+        self.width = width
+
+
+class Layouts:
+    """The derived layouts of one byte order, by schema name (``s.u64``, ``s.section_header``)."""
+
+    def __init__(self, steps: dict[str, tuple]) -> None:
+        for name, layout_steps in steps.items():
+            setattr(self, name, Layout(layout_steps))
+
+    def __getattr__(self, name: str) -> Layout:
+        # only reached for names that are not set above; says their type to type checkers
+        raise AttributeError(name)
+
+
+_LAYOUTS: dict[bool, Layouts] = {}
+
+
+def layouts(little: bool) -> Layouts:
+    """The struct layouts derived from :func:`ptreplay.formats.tracedat.schema.schemas`."""
+    s = _LAYOUTS.get(little)
+    if s is None:
+        s = _LAYOUTS[little] = Layouts(_derived.LITTLE if little else _derived.BIG)
+    return s
+
+
+def file_header() -> Layout:
+    """The derived layout of :data:`ptreplay.formats.tracedat.schema.FileHeader`."""
+    return Layout(_derived.FILE_HEADER)
 
 
 def parse_cpustat(text: str) -> dict[str, Any]:
@@ -108,15 +144,14 @@ class _Reader:
                 f"truncated {what}: needs {n} bytes, {max(self.end - self.pos, 0)} left",
                 self.source, offset=self.where())
 
-    def parse(self, con: cs.Construct, what: str, size: int | None = None) -> Any:
-        n = size if size is not None else con.sizeof()
-        self.need(n, what)
+    def parse(self, layout: Layout, what: str) -> Any:
+        if layout.size is not None:
+            self.need(layout.size, what)
         try:
-            val = con.parse(bytes(self.data[self.pos:self.pos + n]))
-        except cs.ConstructError:
+            val, self.pos = layout.parse(self.data, self.pos, self.end)
+        except LayoutError:
             raise TraceFormatError(f"malformed {what}", self.source,
                                    offset=self.where()) from None
-        self.pos += n
         return val
 
     def take(self, n: int, what: str) -> bytes:
@@ -188,21 +223,22 @@ class TraceDatFile:
             raise TraceFormatError(f"unsupported trace-cmd file version {self.version}",
                                    self.source, offset=10)
         r.pos = 0
-        hdr = r.parse(FileHeader, "file header", 10 + len(version_text) + 1 + 2 + 4)
+        r.need(10 + len(version_text) + 1 + 2 + 4, "file header")
+        hdr = r.parse(file_header(), "file header")
         if hdr.endian not in (0, 1):
             raise TraceFormatError(f"bad endianness flag {hdr.endian}", self.source,
-                                   offset=r.pos - 6)
+                                   offset=r.pos - 2)
         if hdr.long_size not in (4, 8):
             raise TraceFormatError(f"bad long size {hdr.long_size}", self.source,
-                                   offset=r.pos - 5)
+                                   offset=r.pos - 1)
         self.little = hdr.endian == 0
         self.long_size = hdr.long_size
-        self.page_size = hdr.page_size
+        self.s = layouts(self.little)
+        self.page_size = r.parse(self.s.u32, "page size")
         if self.page_size < 64 or self.page_size & (self.page_size - 1) or \
                 self.page_size > (1 << 24):
             raise TraceFormatError(f"bad page size {self.page_size}", self.source,
                                    offset=r.pos - 4)
-        self.s = schemas(self.little)
         self.compression = "none"
         self.compression_version = ""
         self.codec: Codec | None = None
@@ -317,7 +353,7 @@ class TraceDatFile:
             if oid == Option.TRACECLOCK:
                 has_clock = True
             if oid == Option.CPUCOUNT and size >= 4:
-                self.cpus = max(self.cpus, self.s.u32.parse(data[:4]))
+                self.cpus = max(self.cpus, self.s.u32.parse_bytes(data[:4]))
         return has_clock
 
     def _read_ftrace_formats(self, r: _Reader) -> None:
@@ -382,7 +418,7 @@ class TraceDatFile:
                 raise TraceFormatError(
                     f"file truncated inside a section header ({self.file_size - pos} of 16 "
                     f"bytes)", self.source, offset=pos)
-            hdr = self.s.section_header.parse(bytes(self.data[pos:pos + 16]))
+            hdr = self.s.section_header.parse_bytes(bytes(self.data[pos:pos + 16]))
             if hdr.id > Option.BUFFER_TEXT:
                 raise TraceFormatError(f"unknown section id {hdr.id}", self.source, offset=pos)
             if pos + 16 + hdr.size > self.file_size:
@@ -436,12 +472,12 @@ class TraceDatFile:
             if oid == Option.DONE:
                 if size < 8:
                     raise TraceFormatError("short DONE option", self.source, offset=where)
-                return self.s.u64.parse(data[:8])
+                return self.s.u64.parse_bytes(data[:8])
             self.options.append(RawOption(oid, data, where))
             if Option.HEADER_INFO <= oid <= Option.CMDLINES and size >= 8:
-                pending[oid] = self.s.u64.parse(data[:8])
+                pending[oid] = self.s.u64.parse_bytes(data[:8])
             elif oid == Option.CPUCOUNT and size >= 4:
-                self.cpus = self.s.u32.parse(data[:4])
+                self.cpus = self.s.u32.parse_bytes(data[:4])
 
     def _read_meta_section(self, sec_id: int, off: int) -> None:
         names = {Option.HEADER_INFO: "headers", Option.FTRACE_EVENTS: "ftrace events",
@@ -502,10 +538,10 @@ class TraceDatFile:
             cpus.append(CpuData(c.cpu, c.offset, c.size))
         self.buffers.append(BufferData(b.name, b.clock, page_size, cpus, compressed, b.offset))
 
-    def _parse_option(self, con: cs.Construct, opt: RawOption, what: str) -> Any:
+    def _parse_option(self, layout: Layout, opt: RawOption, what: str) -> Any:
         try:
-            return con.parse(opt.data)
-        except cs.ConstructError:
+            return layout.parse_bytes(opt.data)
+        except LayoutError:
             raise TraceFormatError(f"malformed {what}", self.source, offset=opt.offset) from None
 
     def _option_clock(self) -> str:

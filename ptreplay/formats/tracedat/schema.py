@@ -1,9 +1,12 @@
 """Construct schemas of trace-cmd.dat, file versions 6 and 7 (trace-cmd.dat.v6(5), .v7(5)).
 
-Declared once and used in both directions: the reader parses with them, the
-writer builds with them. Everything after the initial ``endian`` byte is in
-the file's endianness, so the schemas are built per endianness by
-:func:`schemas` (cached).
+Declared once and used in both directions: the writer builds with them, the
+reader parses with the struct layouts derived from them
+(:func:`derived_layouts`, stored in :mod:`.layouts` so that reading needs no
+Construct; ``python -m ptreplay.formats.tracedat.schema`` regenerates that
+module and a test fails when it is stale). Everything after the initial
+``endian`` byte is in the file's endianness, so the schemas are built per
+endianness by :func:`schemas` (cached).
 """
 
 from __future__ import annotations
@@ -13,54 +16,27 @@ from functools import cache
 
 import construct as cs
 
+from ptreplay.formats.tracedat.options import (
+    MAGIC,
+    OPTION_NAMES,
+    SEC_FL_COMPRESS,
+    Option,
+    Section,
+)
+
 __all__ = [
     "MAGIC", "FileHeader", "Schemas", "schemas", "OPTION_NAMES", "Option", "Section",
     "SEC_FL_COMPRESS",
 ]
 
-MAGIC = b"\x17\x08\x44tracing"
-
-#: The initial format, up to the page size (same in v6 and v7).
+#: The initial format up to the long size (same in v6 and v7). The page size
+#: follows as a ``u32`` in the file's byte order (:attr:`Schemas.u32`).
 FileHeader = cs.Struct(
     "magic" / cs.Const(MAGIC),
     "version" / cs.CString("ascii"),
     "endian" / cs.Int8ub,  # 0 little, 1 big
     "long_size" / cs.Int8ub,
-    "page_size" / cs.IfThenElse(cs.this.endian == 0, cs.Int32ul, cs.Int32ub),
 )
-
-
-class Option:
-    """Option (and v7 section) ids, ``enum tracecmd_option_id``."""
-
-    DONE = 0
-    DATE = 1
-    CPUSTAT = 2
-    BUFFER = 3
-    TRACECLOCK = 4
-    UNAME = 5
-    HOOK = 6
-    OFFSET = 7
-    CPUCOUNT = 8
-    VERSION = 9
-    PROCMAPS = 10
-    TRACEID = 11
-    TIME_SHIFT = 12
-    GUEST = 13
-    TSC2NSEC = 14
-    STRINGS = 15
-    HEADER_INFO = 16
-    FTRACE_EVENTS = 17
-    EVENT_FORMATS = 18
-    KALLSYMS = 19
-    PRINTK = 20
-    CMDLINES = 21
-    BUFFER_TEXT = 22
-
-
-Section = Option  # v7 sections use the option ids
-OPTION_NAMES = {v: k for k, v in vars(Option).items() if k.isupper()}
-SEC_FL_COMPRESS = 1
 
 
 @dataclass(frozen=True)
@@ -142,3 +118,52 @@ def schemas(little: bool) -> Schemas:
             "offset" / u64, "name" / cs.CString("utf8"), "clock" / cs.CString("utf8")),
         tsc2nsec=cs.Struct("mult" / u32, "shift" / u32, "offset" / u64),
     )
+
+
+#: Schemas members the reader uses through their derived layouts (``option``
+#: is read member by member: its data length is its own ``size`` field).
+DERIVED = ("u16", "u32", "u64", "compression", "section_header", "block_header", "chunk_header",
+           "header_info", "sized64", "sized32", "cpu_entry_v6", "cpu_entry_v7",
+           "buffer_option_v7", "buffer_option_v6", "buffer_text_option", "tsc2nsec")
+
+
+def derived_layouts() -> dict:
+    """The steps (:func:`ptreplay.formats.layout.derive`) of :data:`FileHeader` and of
+    the :data:`DERIVED` schemas of each byte order."""
+    from ptreplay.formats.layout import derive
+
+    return {
+        "FileHeader": derive(FileHeader),
+        "little": {name: derive(getattr(schemas(True), name)) for name in DERIVED},
+        "big": {name: derive(getattr(schemas(False), name)) for name in DERIVED},
+    }
+
+
+def layouts_module_source() -> str:
+    """The text of :mod:`ptreplay.formats.tracedat.layouts`."""
+    import pprint
+
+    d = derived_layouts()
+    out = ['"""Struct layouts derived from the Construct schemas of schema.py.',
+           "",
+           "GENERATED: do not edit.",
+           "Regenerate with ``python -m ptreplay.formats.tracedat.schema``;",
+           "tests/test_layouts_derived.py fails when this file and schema.py disagree.",
+           '"""',
+           "",
+           "# fmt: off",
+           "FILE_HEADER = " + pprint.pformat(d["FileHeader"], width=90),
+           "",
+           "LITTLE = " + pprint.pformat(d["little"], width=90, sort_dicts=False),
+           "",
+           "BIG = " + pprint.pformat(d["big"], width=90, sort_dicts=False),
+           ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).with_name("layouts.py")
+    target.write_text(layouts_module_source())
+    print(f"wrote {target}")

@@ -1,0 +1,73 @@
+"""Struct layouts derived from the Construct schemas of schema.py.
+
+GENERATED: do not edit.
+Regenerate with ``python -m ptreplay.formats.tracedat.schema``;
+tests/test_layouts_derived.py fails when this file and schema.py disagree.
+"""
+
+# fmt: off
+FILE_HEADER = (('const', 'magic', b'\x17\x08Dtracing'),
+ ('cstring', 'version', 'ascii'),
+ ('ints', ('endian', 'long_size'), '>BB'))
+
+LITTLE = {'u16': (('ints', (None,), '<H'),),
+ 'u32': (('ints', (None,), '<L'),),
+ 'u64': (('ints', (None,), '<Q'),),
+ 'compression': (('cstring', 'name', 'ascii'),
+                 ('cstring', 'version', 'ascii'),
+                 ('ints', ('options_offset',), '<Q')),
+ 'section_header': (('ints', ('id', 'flags', 'description', 'size'), '<HHLQ'),),
+ 'block_header': (('ints', ('csize', 'usize'), '<LL'),),
+ 'chunk_header': (('ints', ('csize', 'usize'), '<LL'),),
+ 'header_info': (('const', None, b'header_page\x00'),
+                 ('prefixed_bytes', 'header_page', '<Q'),
+                 ('const', None, b'header_event\x00'),
+                 ('prefixed_bytes', 'header_event', '<Q')),
+ 'sized64': (('prefixed_bytes', None, '<Q'),),
+ 'sized32': (('prefixed_bytes', None, '<L'),),
+ 'cpu_entry_v6': (('ints', ('offset', 'size'), '<QQ'),),
+ 'cpu_entry_v7': (('ints', ('cpu', 'offset', 'size'), '<LQQ'),),
+ 'buffer_option_v7': (('ints', ('offset',), '<Q'),
+                      ('cstring', 'name', 'utf8'),
+                      ('cstring', 'clock', 'utf8'),
+                      ('ints', ('page_size',), '<L'),
+                      ('array',
+                       'cpus',
+                       '<L',
+                       (('ints', ('cpu', 'offset', 'size'), '<LQQ'),))),
+ 'buffer_option_v6': (('ints', ('offset',), '<Q'), ('cstring', 'name', 'utf8')),
+ 'buffer_text_option': (('ints', ('offset',), '<Q'),
+                        ('cstring', 'name', 'utf8'),
+                        ('cstring', 'clock', 'utf8')),
+ 'tsc2nsec': (('ints', ('mult', 'shift', 'offset'), '<LLQ'),)}
+
+BIG = {'u16': (('ints', (None,), '>H'),),
+ 'u32': (('ints', (None,), '>L'),),
+ 'u64': (('ints', (None,), '>Q'),),
+ 'compression': (('cstring', 'name', 'ascii'),
+                 ('cstring', 'version', 'ascii'),
+                 ('ints', ('options_offset',), '>Q')),
+ 'section_header': (('ints', ('id', 'flags', 'description', 'size'), '>HHLQ'),),
+ 'block_header': (('ints', ('csize', 'usize'), '>LL'),),
+ 'chunk_header': (('ints', ('csize', 'usize'), '>LL'),),
+ 'header_info': (('const', None, b'header_page\x00'),
+                 ('prefixed_bytes', 'header_page', '>Q'),
+                 ('const', None, b'header_event\x00'),
+                 ('prefixed_bytes', 'header_event', '>Q')),
+ 'sized64': (('prefixed_bytes', None, '>Q'),),
+ 'sized32': (('prefixed_bytes', None, '>L'),),
+ 'cpu_entry_v6': (('ints', ('offset', 'size'), '>QQ'),),
+ 'cpu_entry_v7': (('ints', ('cpu', 'offset', 'size'), '>LQQ'),),
+ 'buffer_option_v7': (('ints', ('offset',), '>Q'),
+                      ('cstring', 'name', 'utf8'),
+                      ('cstring', 'clock', 'utf8'),
+                      ('ints', ('page_size',), '>L'),
+                      ('array',
+                       'cpus',
+                       '>L',
+                       (('ints', ('cpu', 'offset', 'size'), '>LQQ'),))),
+ 'buffer_option_v6': (('ints', ('offset',), '>Q'), ('cstring', 'name', 'utf8')),
+ 'buffer_text_option': (('ints', ('offset',), '>Q'),
+                        ('cstring', 'name', 'utf8'),
+                        ('cstring', 'clock', 'utf8')),
+ 'tsc2nsec': (('ints', ('mult', 'shift', 'offset'), '>LLQ'),)}
