@@ -132,12 +132,17 @@ class Feed:
 
     def records(self) -> Iterator[OpRecord | Gap]:
         """The records, as the operations complete."""
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[OpRecord | Gap]]:
+        """The records in batches (a few hundred at a time, or fewer), in order."""
         if self.jobs > 1 and os.path.exists(self.trace.source):
             yield from self._remote()
         else:
             yield from self._local()
 
-    def _local(self) -> Iterator[OpRecord | Gap]:
+    def _local(self) -> Iterator[list[OpRecord | Gap]]:
         st = self.trace
         builder = OperationBuilder(st.page_size)
         handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
@@ -155,12 +160,10 @@ class Feed:
                 if not n & 0x3FFF and progress is not None:
                     progress(n)
             if ready:
-                for rec in ready:
-                    yield decode(_encode(rec))
+                yield [decode(_encode(rec)) for rec in ready]
                 ready.clear()
         builder.finish()
-        for rec in ready:
-            yield decode(_encode(rec))
+        yield [decode(_encode(rec)) for rec in ready]
         ready.clear()
         if progress is not None:
             progress(n)
@@ -168,7 +171,7 @@ class Feed:
         self.roots = builder.roots
         self.stats = dict(builder.stats)
 
-    def _remote(self) -> Iterator[OpRecord | Gap]:
+    def _remote(self) -> Iterator[list[OpRecord | Gap]]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(self.trace.source, send), daemon=True)
@@ -185,8 +188,7 @@ class Feed:
                                        f"(exit code {proc.exitcode})") from None
                 tag = msg[0]
                 if tag == "batch":
-                    for item in msg[2]:
-                        yield decode(item)
+                    yield [decode(item) for item in msg[2]]
                     if progress is not None:
                         progress(msg[1])
                 elif tag == "end":

@@ -195,6 +195,9 @@ class _Engine:
         self.adopted: list[tuple[int, int, int, int | None]] = []
         self._fresh_next = 0
         self._pending_init: dict[int, ReplayStep] = {}
+        #: maps with and without a memory cache.
+        self.maps_with_mc = 0
+        self.maps_without_mc = 0
 
     # --- addresses -------------------------------------------------------------------------
 
@@ -216,21 +219,31 @@ class _Engine:
 
     # --- records --------------------------------------------------------------------------
 
-    def process(self, rec: OpRecord | Gap) -> list[ReplayStep | Gap]:
-        """Replay one record; returns the steps it completes (an init waits for the next
-        operation of its root, which gives its geometry)."""
+    def process(self, rec: OpRecord | Gap, out: list[ReplayStep | Gap]) -> None:
+        """Replay one record; appends to ``out`` the steps it completes (an init waits for
+        the next operation of its root, which gives its geometry)."""
         if type(rec) is Gap:
             for live in self.models.values():
                 live.forget()
             self._count("gaps")
-            return [rec]
+            out.append(rec)
+            return
         op: OpRecord = rec  # type: ignore[assignment]
         kind = op.kind
         root_id = op.root
         if kind not in REPLAYED_KINDS or root_id is None:
-            return [self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
-                                     else f"{kind} is not modelled")]
-        out: list[ReplayStep | Gap] = []
+            out.append(self._unreplayed(op, "the call was not seen" if NO_ENTRY in op.flags
+                                        else f"{kind} is not modelled"))
+            return
+        if kind == "map":
+            mc = op.args.get("mc")
+            if mc:
+                self.maps_with_mc += 1
+            elif mc is not None:
+                self.maps_without_mc += 1
+        elif kind == "mkyoung" and self.replay.first_mkyoung is None:
+            self.replay.first_mkyoung = op.first_index
+            self.replay.first_mkyoung_ts = op.ts
         model: RootModel | None = self.models.get(root_id)
         if self._pending_init:
             pending = self._pending_init.pop(root_id, None)
@@ -245,11 +258,11 @@ class _Engine:
             step = self._init(op)
             if step is not None:
                 out.append(step)
-            return out
+            return
         if model is None:
             if op.pgd is None:
                 out.append(self._unreplayed(op, "the root's pgd is not known"))
-                return out
+                return
             model = RootModel(root_id, self.profile, self.platform, self._offset(op.pgd),
                               self._fresh, known=False)
             model.adopt(op.pgd, op.ia_bits, op.start_level)
@@ -258,12 +271,12 @@ class _Engine:
             self._geometry(model, op)
         if model.pgt is None:
             out.append(self._unreplayed(op, "the root's init failed or it was destroyed"))
-            return out
+            return
         args = op.args
         if not args.keys() >= _ARGS[kind]:
             missing = ", ".join(sorted(_ARGS[kind] - args.keys()))
             out.append(self._unreplayed(op, f"the probe does not show {missing}"))
-            return out
+            return
         why = None
         if op.flags and not _UNSURE.isdisjoint(op.flags):
             why = "the trace's record of the call is incomplete (" + ", ".join(
@@ -305,7 +318,6 @@ class _Engine:
         if kind == "destroy":
             del self.models[root_id]
         out.append(step)
-        return out
 
     def _geometry(self, model: RootModel, op: OpRecord) -> None:
         assert op.ia_bits is not None and op.start_level is not None
@@ -443,9 +455,6 @@ class Replay:
         self.first_mkyoung_ts: int | None = None
         self.engine: _Engine | None = None
         self.events_read = 0
-        #: maps with and without a memory cache.
-        self.maps_with_mc = 0
-        self.maps_without_mc = 0
         cfg = self.config
         self._fwb: Feature | None = (Feature("fwb", cfg.fwb, "override", "given as an option")
                                      if cfg.fwb is not None else None)
@@ -486,39 +495,46 @@ class Replay:
             self._start()
             held = None
         engine = self.engine
-        for rec in feed.records():
+        out: list[ReplayStep | Gap] = []
+        for batch in feed.batches():
             if held is None:
                 assert engine is not None
-                if rec.kind == "map":  # type: ignore[union-attr]
-                    self._count_mc(rec)  # type: ignore[arg-type]
-                elif rec.kind == "mkyoung" and self.first_mkyoung is None:  # type: ignore[union-attr]
-                    self.first_mkyoung = rec.first_index  # type: ignore[union-attr]
-                    self.first_mkyoung_ts = rec.ts  # type: ignore[union-attr]
-                if self._open and type(rec) is OpRecord:
-                    self.evidence.observe(rec)  # type: ignore[arg-type]
-                yield from engine.process(rec)
+                process = engine.process
+                if self._open:
+                    for rec in batch:
+                        if type(rec) is OpRecord:
+                            self.evidence.observe(rec)  # type: ignore[arg-type]
+                        process(rec, out)
+                else:
+                    for rec in batch:
+                        process(rec, out)
+                yield from out
+                out.clear()
                 continue
-            held.append(rec)
-            self._scout_op(rec)
-            if self._decided() or len(held) >= self.config.lookahead:
-                self._start()
-                engine = self.engine
-                assert engine is not None
-                while held:
-                    rec = held.popleft()
-                    if type(rec) is OpRecord and rec.kind == "map":
-                        self._count_mc(rec)
-                    yield from engine.process(rec)
-                held = None
+            for rec in batch:
+                if held is None:
+                    assert engine is not None
+                    engine.process(rec, out)
+                    continue
+                held.append(rec)
+                self._scout_op(rec)
+                if self._decided() or len(held) >= self.config.lookahead:
+                    self._start()
+                    engine = self.engine
+                    assert engine is not None
+                    while held:
+                        engine.process(held.popleft(), out)
+                    held = None
+            yield from out
+            out.clear()
         if held is not None:
             self._start()
             engine = self.engine
             assert engine is not None
             while held:
-                rec = held.popleft()
-                if type(rec) is OpRecord and rec.kind == "map":
-                    self._count_mc(rec)
-                yield from engine.process(rec)
+                engine.process(held.popleft(), out)
+            yield from out
+            out.clear()
         assert engine is not None
         yield from engine.finish()
         self.events_read = feed.events_read
@@ -527,13 +543,6 @@ class Replay:
         for key, value in feed.stats.items():
             self.stats["ops." + key] = value
         self.stats.update(engine.stats)
-
-    def _count_mc(self, op: OpRecord) -> None:
-        mc = op.args.get("mc")
-        if mc:
-            self.maps_with_mc += 1
-        elif mc is not None:
-            self.maps_without_mc += 1
 
     # --- platform ----------------------------------------------------------------------------
 
@@ -545,7 +554,7 @@ class Replay:
         the first operation that shows FWB or the visibility of TLB invalidations."""
         if type(rec) is not OpRecord:
             if self._scout is not None:
-                self._scout.process(rec)
+                self._scout.process(rec, [])
             return
         op: OpRecord = rec  # type: ignore[assignment]
         if op.kind == "mkyoung" and self.first_mkyoung is None:
@@ -555,7 +564,9 @@ class Replay:
         if self._scout is None:
             self._scout = _Engine(self, Platform(granule=self.granule, fwb=False),
                                   self.trace.observable(tlbi=True), self.config.hw_af)
-        for step in self._scout.process(op):
+        out: list[ReplayStep | Gap] = []
+        self._scout.process(op, out)
+        for step in out:
             if isinstance(step, ReplayStep) and not step.uncertain and step.replayed:
                 self._decide(step)
 
@@ -635,9 +646,10 @@ class Replay:
                          f"aged leaves again, first at ts {adopted[0][3]})")
         else:
             lines.append("hw_af=unknown (trace: no aged leaf was seen young again)")
-        total = self.maps_with_mc + self.maps_without_mc
-        lines.append(f"mc=per operation ({self.maps_with_mc} of {total} maps passed a memory "
-                     "cache)")
+        engine = self.engine
+        with_mc = engine.maps_with_mc if engine is not None else 0
+        total = with_mc + (engine.maps_without_mc if engine is not None else 0)
+        lines.append(f"mc=per operation ({with_mc} of {total} maps passed a memory cache)")
         return lines
 
 
