@@ -609,9 +609,10 @@ def _raw_renderer(f: Field, endian: str, long_size: int):
             if state.string:
                 head, nul, _ = raw.partition(b"\0")
                 if search(head) is None:
-                    if nul or not length:
+                    if nul or (not length and dynamic):
                         return head.decode("latin-1")
-                    # no NUL inside: "%s" reads on (bounded here by the record)
+                    # no NUL inside, or a flexible array ("char buf[]" of size 0, ftrace's
+                    # print): "%s" reads on (bounded here by the record)
                     tail = bytes(buf[off + start:off + size])
                     return tail.partition(b"\0")[0].decode("latin-1")
             raw = bytes(raw)
