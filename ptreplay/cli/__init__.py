@@ -17,6 +17,7 @@ from ptreplay.errors import InputError
 # isort: split
 import ptreplay.cli.capture  # noqa: F401  (ptreplay capture kprobes|record)
 import ptreplay.cli.events  # noqa: F401  (ptreplay events)
+import ptreplay.cli.gen  # noqa: F401  (ptreplay gen)
 import ptreplay.cli.info  # noqa: F401  (ptreplay info)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
 
