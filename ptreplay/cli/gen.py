@@ -165,7 +165,7 @@ def gen(
     progress = None
     bar = None
     if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         bar = tqdm(total=n, unit="op", desc="gen", file=sys.stderr)
         progress = bar.update

@@ -74,7 +74,8 @@ class Ev(NamedTuple):
     """An event before its timestamp.
 
     :param role: ``entry`` / ``return`` (of the stage-2 call), ``planted`` (the injected
-        event), ``after_gap`` (the first event after a removed one), or ``""``.
+        event), ``removed`` (a placeholder where an injection removed an event: it takes a
+        timestamp but is not written), or ``""``.
     """
 
     system: str
@@ -167,12 +168,13 @@ class EventBuilder:
                       force_pte_cb=self.image.addr("__kvm_nvhe_host_stage2_force_pte_cb")
                       if a.get("force_pte") else 0)
         out.append(self._probe(func, values, cpu, pid, "entry"))
-        gap = False
         mmu, mc = root.mmu, call.mc
         for s in result.seen:
             effect = s.effect
             if effect is None:
-                gap = True
+                # an injection removed what the kernel would have done here: a placeholder
+                # that takes its time but writes nothing
+                out.append(Ev("", "", {}, cpu, pid, "removed"))
                 continue
             t = type(effect)
             if t is Tlbi and not self.vhe:
@@ -184,12 +186,7 @@ class EventBuilder:
                 continue
             evs = probe.encode(effect, s.addr, mmu, mc)
             for i, (system, name, fields) in enumerate(evs):
-                role = ""
-                if s.planted:
-                    role = "planted"
-                elif gap:
-                    role = "after_gap"
-                    gap = False
+                role = "planted" if s.planted else ""
                 if system == "kprobes":
                     if i == 0:
                         fields = {"__probe_ip": self.image.addr(name), **fields}
@@ -203,7 +200,7 @@ class EventBuilder:
         rnames = self.field_names(ret_name)
         if len(rnames) > 2:
             ret_values[rnames[2]] = 0 if result.ret is None else int(result.ret)
-        role = "planted" if result.ret_planted else "after_gap" if gap else "return"
+        role = "planted" if result.ret_planted else "return"
         out.append(self._probe(ret_name, ret_values, cpu, pid, role, site))
         out.extend(post)
         return out

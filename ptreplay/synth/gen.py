@@ -109,7 +109,7 @@ class GenOp(NamedTuple):
     entry_fields: dict[str, int]
     ret: int | None
     effects: list[tuple[Any, int | None, int | None]]
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     index_return: int
 
 
@@ -276,10 +276,12 @@ class _Run:
                evs: list[Ev], planted: dict | None) -> None:
         item = (call, root, snap, result, evs, planted)
         if self._pending:
-            prev = self._pending[0][0]
-            if (prev.root != call.root and prev.task.cpu != call.task.cpu
-                    and prev.task.pid != call.task.pid and len(self._pending) == 1
-                    and self.clock.random() < 0.15):
+            prev, prev_root = self._pending[0][0], self._pending[0][1]
+            # Two guests' calls on two CPUs may overlap in time (one root's calls never do:
+            # mmu_lock; the pKVM host stage-2's run at EL2 and are kept apart).
+            if (len(self._pending) == 1 and not root.host and not prev_root.host
+                    and prev.root != call.root and prev.task.cpu != call.task.cpu
+                    and prev.task.pid != call.task.pid and self.clock.random() < 0.15):
                 self._pending.append(item)
                 self._flush_pending()
                 return
@@ -287,38 +289,46 @@ class _Run:
         self._pending.append(item)
 
     def _flush_pending(self) -> None:
+        """Write the pending call(s): one, or two merged event by event (the choice of which
+        continues is drawn per event, so what comes before an injected event does not
+        depend on it)."""
         items = self._pending
         if not items:
             return
         self._pending = []
         clock = self.clock
-        if len(items) == 1:
-            order = [0] * len(items[0][4])
-        else:  # two calls overlapping in time on two CPUs: merge their events
-            a, b = len(items[0][4]), len(items[1][4])
-            order = [0] * a + [1] * b
-            clock.shuffle(order)
-            order = _keep_relative_order(order)
-        positions = [0] * len(items)
-        indices: list[list[int]] = [[] for _ in items]
-        first = True
         sink = self.sink
         assert sink is not None
-        for which in order:
-            ev = items[which][4][positions[which]]
+        lists = [item[4] for item in items]
+        positions = [0] * len(items)
+        indices: list[list[int | None]] = [[] for _ in items]
+        left = [len(x) for x in lists]
+        first = True
+        while any(left):
+            if first or len(items) == 1 or not left[1]:
+                which = 0
+            elif not left[0]:
+                which = 1
+            else:
+                which = 0 if clock.random() < 0.5 else 1
+            ev = lists[which][positions[which]]
             positions[which] += 1
+            left[which] -= 1
             if first:
                 self.ts += 2000 + int(clock.expovariate(1 / 150_000))
                 first = False
             else:
                 self.ts += 150 + clock.randrange(2500)
+            if ev.role == "removed":
+                indices[which].append(None)
+                continue
             indices[which].append(sink.emit(self.ts, ev.cpu, ev.pid, ev.name, ev.fields))
         for (call, root, snap, result, evs, planted), idx in zip(items, indices, strict=True):
             if self.on_op is not None or planted is not None:
                 self._record(call, root, snap, result, evs, idx, planted)
 
     def _record(self, call: Call, root: Root, snap: EntrySnapshot, result: OpResult,
-                evs: list[Ev], idx: list[int], planted: dict | None) -> None:
+                evs: list[Ev], idx: list[int | None], planted: dict | None) -> None:
         func = self.builder.func(call.op)
         entry = next(i for i, ev in enumerate(evs) if ev.name == func)
         ret = next(i for i, ev in enumerate(evs) if ev.name == func + "__return")
@@ -326,7 +336,8 @@ class _Run:
             self.on_op(GenOp(call.op, func, root.id, root.pgt_ptr, snap.pgd, evs[entry].cpu,
                              call.task.pid,
                              {k: v for k, v in evs[entry].fields.items() if k != "__probe_ip"},
-                             result.ret, self._visible(result, root), idx[entry], idx[ret]))
+                             result.ret, self._visible(result, root), idx[entry] or 0,
+                             idx[ret] or 0))
         if planted is not None:
             self.sidecar = self._sidecar(call, root, snap, result, evs, idx, entry, ret, planted)
 
@@ -349,15 +360,25 @@ class _Run:
         return out
 
     def _sidecar(self, call: Call, root: Root, snap: EntrySnapshot, result: OpResult,
-                 evs: list[Ev], idx: list[int], entry: int, ret: int,
+                 evs: list[Ev], idx: list[int | None], entry: int, ret: int,
                  planted: dict) -> dict[str, Any]:
         assert self.planter is not None
         kind = self.planter.kind
+        relation = "the injected event"
+        removed_at = None
+        gap = next((i for i, ev in enumerate(evs) if ev.role == "removed"), None)
+        if gap is not None:
+            after = next(i for i in range(gap + 1, len(evs)) if evs[i].role != "removed")
+            removed_at = idx[after]
         if call.planted:
             at = entry
+            relation = "the injected call's entry"
         else:
-            at = next((i for i, ev in enumerate(evs) if ev.role in ("planted", "after_gap")),
-                      ret)
+            at = next((i for i, ev in enumerate(evs) if ev.role == "planted"), -1)
+            if at < 0:
+                gap = next(i for i, ev in enumerate(evs) if ev.role == "removed")
+                at = next(i for i in range(gap + 1, len(evs)) if evs[i].role != "removed")
+                relation = "the first event after the one removed"
         ev = evs[at]
         details = {k: v for k, v in planted.items() if k not in ("expected", "what")}
         accepted = list(kind.accepted)
@@ -373,10 +394,7 @@ class _Run:
             "description": kind.summary,
             "shows": kind.shows,
             "event": {"index": idx[at], "name": ev.name, "system": ev.system, "cpu": ev.cpu,
-                      "pid": ev.pid, "fields": ev.fields,
-                      "relation": "the injected event" if ev.role == "planted" or call.planted
-                      else "the first event after the one removed" if ev.role == "after_gap"
-                      else "the operation's return"},
+                      "pid": ev.pid, "fields": ev.fields, "relation": relation},
             "operation": {"kind": call.op, "func": self.builder.func(call.op),
                           "index": idx[entry], "return_index": idx[ret], "cpu": evs[entry].cpu,
                           "pid": call.task.pid, "caller": call.caller, "args": dict(call.args),
@@ -385,21 +403,13 @@ class _Run:
                      "mmu": root.mmu, "ia_bits": root.ia_bits,
                      "start_level": root.start_level, "host_stage2": root.host},
             "ipa": details.pop("ipa", call.args.get("addr")),
+            **({"removed_at": removed_at} if removed_at is not None else {}),
             **details,
             "profile": self.config.profile,
             "seed": self.config.seed,
             "candidates": self.planter.count,
             "candidate": self.planter.target,
         }
-
-
-def _keep_relative_order(order: list[int]) -> list[int]:
-    """A shuffled merge of two sequences, but each call's first event (its context) and
-    the other's stay apart: the merge never starts with the second call."""
-    if order and order[0] != 0:
-        i = order.index(0)
-        order[0], order[i] = order[i], order[0]
-    return order
 
 
 def generate(config: GenConfig, out_path: str | os.PathLike[str], *,

@@ -212,7 +212,7 @@ class Planter:
                     if j is not None and _valid(seen[j].effect.new) and self._hit():
                         make = seen[j].effect
                         seen[j] = Seen(Pte(make.ptep, e.old, make.new), planted=True)
-                        del seen[i]
+                        seen[i] = Seen(None)
                         self._plant(ptep=e.ptep, old=e.old, new=make.new,
                                     removed={"ptep": e.ptep, "old": e.old, "new": 0},
                                     what="the invalid write of a break-before-make is missing")
