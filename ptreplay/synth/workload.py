@@ -580,8 +580,7 @@ class RandomWorkload:
         reg = sp.regions.setdefault(index, Region(sp.base + index * BLOCK, True))
         base = sp.base + index * BLOCK
         first = base // PAGE
-        owned_here = any(first + k in sp.owned for k in range(PAGES_PER_BLOCK)) \
-            if sp.owned else False
+        owned_here = any(first <= p < first + PAGES_PER_BLOCK for p in sp.owned)
         if not owned_here and not reg.block and not reg.pages and rng.random() < 0.6:
             return Call(sp.root.id, "map", {"addr": base, "size": BLOCK, "phys": base,
                                             "prot": RWX}, task, "host", mc=sp.mcs[0])
