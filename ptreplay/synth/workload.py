@@ -265,7 +265,7 @@ class RandomWorkload:
             nvcpus = 1 + rng.randrange(min(self.cpus, 4))
             vcpus = [self._task("qemu-system-aar") for _ in range(nvcpus)]
             mb = rng.choice((128, 256, 512))
-            hva = 0xFFFF00000000 + rng.randrange(0x100) * 0x40000000 + 0x3E00000
+            hva = 0xFFFF00000000 - (256 + rng.randrange(0x4000)) * BLOCK  # QEMU's mmap
             space = Space(root, False, 0x40000000, mb // 2, hva, d.object_ptr(0x40), main,
                           vcpus, [d.memcache_ptr() for _ in vcpus], boot_left=20)
             ia, sl = self._geometry()
