@@ -34,6 +34,7 @@ from ptreplay import __version__
 from ptreplay.capture.probe_effects import ADDR, MMU
 from ptreplay.effects import Pte, Tlbi
 from ptreplay.errors import InputError
+from ptreplay.model.geometry import GRANULE_4K, kvm_pgd_pages
 from ptreplay.model.profiles import get_profile
 from ptreplay.synth.calls import Call
 from ptreplay.synth.driver import OpResult, Root, Stage2Driver
@@ -167,10 +168,11 @@ def _check(config: GenConfig) -> None:
             raise InputError(f"--vms must be 1..64, not {config.vms}", "--vms")
         if config.geometry is not None:
             ia, sl = config.geometry
-            if not 32 <= ia <= 48 or not 0 <= sl <= 2:
+            if (not 32 <= ia <= 48 or not 0 <= sl <= 2 or kvm_pgd_pages(ia, sl) > 16
+                    or ia <= GRANULE_4K.kvm_granule_shift(sl)):
                 raise InputError(f"geometry ia_bits={ia} start_level={sl} is not one the "
-                                 "workload can use (ia_bits 32..48, start level 0..2)",
-                                 "--ia-bits")
+                                 "workload can use (ia_bits 32..48, start level 0..2, at most "
+                                 "16 concatenated pgd pages)", "--ia-bits")
     kind = KINDS.get(config.inject) if config.inject else None
     if config.inject and kind is None:
         raise InputError(f"unknown injection {config.inject!r} (known: {', '.join(KINDS)})",
