@@ -64,12 +64,21 @@ def test_random_workloads_read_back_as_generated(tmp_path: Path, profile: str,
     assert not result.warnings
 
 
+def _big(path: Path) -> bool:
+    """The oracle's long random scenarios (9xx_random_seed*): ~100,000 events each."""
+    return path.name.startswith("9")
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_oracle_scenario_reads_back(tmp_path: Path, profile: str) -> None:
+    """Every scenario with linux-6.1 (the long random ones without entry stores, to keep
+    this fast); the others with linux-5.13 too."""
     for path in _scenarios():
+        if profile == "linux-5.13" and _big(path):
+            continue
         lines = path.read_text().splitlines()
         config = GenConfig(profile=profile, scenario=lines, scenario_name=path.name,
-                           pte_events=True)
+                           pte_events=not _big(path))
         result, made, ops = round_trip(config, tmp_path / f"{path.stem}.dat")
         kernel_calls = sum(1 for op in iter_scenario(lines, path.name)
                            if op.op not in ("dump",))
@@ -104,6 +113,8 @@ def test_the_driver_calls_the_model_as_model_run_does(profile: str) -> None:
     effect for effect (plus the page_count queries only gen records)."""
     prof = get_profile(profile)
     for path in _scenarios():
+        if profile == "linux-5.13" and _big(path):
+            continue
         lines = path.read_text().splitlines()
         runner = ScenarioRunner(prof)
         expected = []
