@@ -17,7 +17,7 @@ import pytest
 from conftest import ORACLE, require_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth_helpers import round_trip, trace_events
+from synth_helpers import read_back, round_trip, trace_events
 
 from ptreplay.capture.probe_effects import COUNT_NOT_OBSERVED, PageCount
 from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Pte, Put, Tlbi
@@ -199,3 +199,23 @@ def test_property_any_workload_reads_back(tmp_path: Path, seed: int, n: int, pro
     inits = [o for o in ops if o.kind == "init"]
     destroys = [o for o in ops if o.kind == "destroy"]
     assert len(inits) == len(destroys) >= 1 and all(o.ret == 0 for o in inits)
+
+
+@pytest.mark.parametrize("fwb,vhe,hw_af", [(True, False, False), (False, True, True)])
+def test_the_events_themselves_show_the_platform(tmp_path: Path, fwb: bool, vhe: bool,
+                                                 hw_af: bool) -> None:
+    """Without the marker notes, the operations layer's platform inference finds FWB, VHE
+    and the missing hardware AF in what the events show."""
+    from ptreplay.stage2.platform import PlatformEvidence
+
+    path = tmp_path / "p.dat"
+    generate(GenConfig(random_ops=3000, seed=12, fwb=fwb, vhe=vhe, hw_af=hw_af,
+                       markers=False), path)
+    evidence = PlatformEvidence()
+    for op in read_back(path):
+        evidence.observe(op)
+    found = evidence.infer("6.1").values()
+    assert found["fwb"] is fwb and found["vhe"] is vhe
+    # without hardware AF the kernel handles access faults (mkyoung); with it nothing is
+    # simulated, but a page aged, unmapped and faulted back in looks young again
+    assert found["hw_af"] in ((None, True) if hw_af else (False,))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from ptreplay.model import stage2
 from ptreplay.model.geometry import GRANULE_4K, VTCR_EL2_IPA, vtcr_start_level
@@ -221,8 +220,3 @@ class Stage2Driver:
     def geometry(self, vtcr: int) -> tuple[int, int]:
         """``(ia_bits, start_level)`` a VTCR_EL2 selects."""
         return VTCR_EL2_IPA(vtcr), vtcr_start_level(vtcr, GRANULE_4K)
-
-    def state(self, root: int) -> dict[str, Any]:
-        """Live table pages and refcounts of a root's mm_ops (tests, diagnostics)."""
-        r = self.roots[root]
-        return {"live_pages": r.mm_ops.live_pages()}
