@@ -21,12 +21,12 @@ Examples:
   ptreplay gen -o clean.dat --random 5000 --seed 1
 
   ptreplay gen -o bug.dat --random 5000 --seed 1 --inject missing-tlbi
-  (writes bug.dat.inject.json: what was planted, at which event)
 
-  ptreplay gen -o s.dat ../shared/conformance/oracle/scenarios/08_split_2m_block.jsonl
-  --profile linux-5.13 --file-version 6 --pte-events
+  ptreplay gen -o s.dat scenario.jsonl --profile linux-5.13 --file-version 6
 
   trace-cmd report -R -t clean.dat | diff - <(ptreplay events clean.dat)
+
+--inject writes OUTPUT.inject.json: what was planted and at which event.
 
 Injections: """ + ", ".join(KINDS) + """ (docs/synth.md says what each one is).
 """
