@@ -38,6 +38,7 @@ from ptreplay.effects import Pte, Tlbi
 from ptreplay.synth.calls import OP_FUNCS, Call
 from ptreplay.synth.driver import OpResult, Root
 from ptreplay.synth.kernel import KernelImage
+from ptreplay.synth.recorder import Seen
 
 __all__ = ["Ev", "EventBuilder", "EntrySnapshot", "INIT_FUNCS"]
 
@@ -154,11 +155,16 @@ class EventBuilder:
     def call_events(self, call: Call, root: Root, snap: EntrySnapshot,
                     result: OpResult) -> list[Ev]:
         """Every event of one call, context included, in the kernel's order."""
+        out = self.call_start(call, root, snap)
+        out += self.effect_events(call, root, result.seen)
+        out += self.call_end(call, root, result)
+        return out
+
+    def call_start(self, call: Call, root: Root, snap: EntrySnapshot) -> list[Ev]:
+        """The caller's context events and the entry probe (all known before the call)."""
         cpu, pid = call.task.cpu, call.task.pid
-        pre, post = self._context(call, root, result)
-        out = pre
+        out = self._context_before(call, root)
         func = self.func(call.op)
-        site = _SITES.get(call.caller) or _PLAIN_SITES[call.op]
         a = call.args
         values = dict(a)
         values.update(pgt=root.pgt_ptr, mc=call.mc, ia_bits=snap.ia_bits,
@@ -168,8 +174,15 @@ class EventBuilder:
                       force_pte_cb=self.image.addr("__kvm_nvhe_host_stage2_force_pte_cb")
                       if a.get("force_pte") else 0)
         out.append(self._probe(func, values, cpu, pid, "entry"))
+        return out
+
+    def effect_events(self, call: Call, root: Root, seen: list[Seen]) -> list[Ev]:
+        """The effect probes of (part of) a call's records, in order."""
+        cpu, pid = call.task.cpu, call.task.pid
+        out: list[Ev] = []
         mmu, mc = root.mmu, call.mc
-        for s in result.seen:
+        image = self.image
+        for s in seen:
             effect = s.effect
             if effect is None:
                 # an injection removed what the kernel would have done here: a placeholder
@@ -184,98 +197,114 @@ class EventBuilder:
             probe = self.probes.probe_for(effect, s.sized)
             if probe is None:
                 continue
-            evs = probe.encode(effect, s.addr, mmu, mc)
-            for i, (system, name, fields) in enumerate(evs):
-                role = "planted" if s.planted else ""
+            role = "planted" if s.planted else ""
+            for i, (system, name, fields) in enumerate(probe.encode(effect, s.addr, mmu, mc)):
                 if system == "kprobes":
                     if i == 0:
-                        fields = {"__probe_ip": self.image.addr(name), **fields}
+                        fields = {"__probe_ip": image.addr(name), **fields}
                     else:
-                        fields = {"__probe_func": self.image.addr(probe.event),
-                                  "__probe_ret_ip": self.image.ret_site(
+                        fields = {"__probe_func": image.addr(probe.event),
+                                  "__probe_ret_ip": image.ret_site(
                                       _HELPER_SITES[probe.event]), **fields}
                 out.append(Ev(system, name, fields, cpu, pid, role))
+        return out
+
+    def call_end(self, call: Call, root: Root, result: OpResult) -> list[Ev]:
+        """The return probe and the caller's events after the call."""
+        cpu, pid = call.task.cpu, call.task.pid
+        func = self.func(call.op)
+        site = _SITES.get(call.caller) or _PLAIN_SITES[call.op]
         ret_name = func + "__return"
         ret_values: dict[str, int] = {}
         rnames = self.field_names(ret_name)
         if len(rnames) > 2:
             ret_values[rnames[2]] = 0 if result.ret is None else int(result.ret)
         role = "planted" if result.ret_planted else "return"
-        out.append(self._probe(ret_name, ret_values, cpu, pid, role, site))
-        out.extend(post)
+        out = [self._probe(ret_name, ret_values, cpu, pid, role, site)]
+        out += self._context_after(call, root, result)
         return out
 
     # -- context ------------------------------------------------------------------------
 
-    def _context(self, call: Call, root: Root, result: OpResult) -> tuple[list[Ev], list[Ev]]:
-        """The caller's events before and after the call."""
+    def _add(self, where: list[Ev], call: Call, name: str, values: dict[str, int],
+             site: str | None = None) -> None:
+        if self.exists(name):
+            where.append(self._probe(name, values, call.task.cpu, call.task.pid,
+                                     ret_site=site))
+
+    def _context_before(self, call: Call, root: Root) -> list[Ev]:
+        """The caller's events before the call."""
         c = call.ctx
-        cpu, pid = call.task.cpu, call.task.pid
         kvm, mmu = root.kvm, root.mmu
         a = call.args
         pre: list[Ev] = []
-        post: list[Ev] = []
-
-        def add(where: list[Ev], name: str, values: dict[str, int], site: str | None = None
-                ) -> None:
-            if self.exists(name):
-                where.append(self._probe(name, values, cpu, pid, ret_site=site))
-
+        add = self._add
         caller = call.caller
         gfn = a.get("addr", 0) >> 12
         npages = max(1, a.get("size", 0x1000) >> 12)
         hva = c.get("hva", 0)
         if caller in ("fault", "fault_relax", "access_fault"):
-            add(pre, "kvm_guest_fault", {"vcpu_pc": c.get("vcpu_pc", 0), "hsr": c.get("hsr", 0),
-                                         "hxfar": c.get("far", 0), "ipa": c.get("ipa", 0)})
+            add(pre, call, "kvm_guest_fault", {"vcpu_pc": c.get("vcpu_pc", 0),
+                                               "hsr": c.get("hsr", 0),
+                                               "hxfar": c.get("far", 0), "ipa": c.get("ipa", 0)})
             if caller == "access_fault":
-                add(pre, "kvm_access_fault", {"ipa": c.get("ipa", 0)})
+                add(pre, call, "kvm_access_fault", {"ipa": c.get("ipa", 0)})
         elif caller == "set_spte":
-            add(pre, "kvm_set_spte_hva", {"hva": hva})
-            add(pre, "kvm_set_spte_gfn", {"kvm": kvm, "start_gfn": gfn, "end_gfn": gfn + 1,
-                                          "pte": c.get("host_pte", 0)})
+            add(pre, call, "kvm_set_spte_hva", {"hva": hva})
+            add(pre, call, "kvm_set_spte_gfn", {"kvm": kvm, "start_gfn": gfn,
+                                                "end_gfn": gfn + 1, "pte": c.get("host_pte", 0)})
         elif caller == "notifier_unmap":
-            add(pre, "kvm_unmap_hva_range", {"start": hva, "end": hva + npages * 0x1000})
-            add(pre, "kvm_unmap_gfn_range", {"kvm": kvm, "start_gfn": gfn,
-                                             "end_gfn": gfn + npages, "may_block": 1})
+            add(pre, call, "kvm_unmap_hva_range", {"start": hva, "end": hva + npages * 0x1000})
+            add(pre, call, "kvm_unmap_gfn_range", {"kvm": kvm, "start_gfn": gfn,
+                                                   "end_gfn": gfn + npages, "may_block": 1})
         elif caller == "memslot_flush":
             if c.get("first", True):
-                add(pre, "kvm_arch_flush_shadow_memslot", {"kvm": kvm, "slot": c.get("slot", 0)})
+                add(pre, call, "kvm_arch_flush_shadow_memslot", {"kvm": kvm,
+                                                                 "slot": c.get("slot", 0)})
         elif caller == "unmap_vm":
             if c.get("first", True):
-                add(pre, "stage2_unmap_vm", {"kvm": kvm})
-        elif caller in ("age", "test_age"):
-            hva_name = "kvm_age_hva" if caller == "age" else "kvm_test_age_hva"
-            gfn_name = "kvm_age_gfn" if caller == "age" else "kvm_test_age_gfn"
-            if caller == "age":
-                add(pre, hva_name, {"start": hva, "end": hva + 0x1000})
-            else:
-                add(pre, hva_name, {"hva": hva})
-            add(pre, gfn_name, {"kvm": kvm, "start_gfn": gfn, "end_gfn": gfn + 1})
-            young = _young(call.op, result.ret)
-            add(post, gfn_name + "__return", {"young": young}, gfn_name)
-            if caller == "age" and young:
-                self._remote_flush(post, kvm, mmu, cpu, pid)
+                add(pre, call, "stage2_unmap_vm", {"kvm": kvm})
+        elif caller == "age":
+            add(pre, call, "kvm_age_hva", {"start": hva, "end": hva + 0x1000})
+            add(pre, call, "kvm_age_gfn", {"kvm": kvm, "start_gfn": gfn, "end_gfn": gfn + 1})
+        elif caller == "test_age":
+            add(pre, call, "kvm_test_age_hva", {"hva": hva})
+            add(pre, call, "kvm_test_age_gfn", {"kvm": kvm, "start_gfn": gfn,
+                                                "end_gfn": gfn + 1})
         elif caller == "dirty_log":
-            add(pre, "kvm_arch_mmu_enable_log_dirty_pt_masked",
+            add(pre, call, "kvm_arch_mmu_enable_log_dirty_pt_masked",
                 {"kvm": kvm, "slot": c.get("slot", 0), "gfn_offset": c.get("gfn_offset", 0),
                  "mask": c.get("mask", 0)})
         elif caller == "toggle_cache":
             if c.get("first", True):
-                add(pre, "kvm_toggle_cache", {"vcpu_pc": c.get("vcpu_pc", 0), "was": 0,
-                                              "now": 1})
+                add(pre, call, "kvm_toggle_cache", {"vcpu_pc": c.get("vcpu_pc", 0), "was": 0,
+                                                    "now": 1})
         elif caller == "ioremap":
             if c.get("first", True):
-                add(pre, "kvm_phys_addr_ioremap",
+                add(pre, call, "kvm_phys_addr_ioremap",
                     {"kvm": kvm, "guest_ipa": c.get("guest_ipa", 0), "pa": c.get("pa", 0),
                      "size": c.get("size", 0), "writable": c.get("writable", 1)})
         elif caller == "init":
-            add(pre, "kvm_init_stage2_mmu", {"kvm": kvm, "mmu": mmu})
+            add(pre, call, "kvm_init_stage2_mmu", {"kvm": kvm, "mmu": mmu})
         elif caller == "destroy":
-            add(pre, "kvm_free_stage2_pgd", {"mmu": mmu})
-        if c.get("flush_after"):
+            add(pre, call, "kvm_free_stage2_pgd", {"mmu": mmu})
+        return pre
+
+    def _context_after(self, call: Call, root: Root, result: OpResult) -> list[Ev]:
+        """The caller's events after the call (returns of the callers, TLB flushes)."""
+        post: list[Ev] = []
+        caller = call.caller
+        kvm, mmu = root.kvm, root.mmu
+        cpu, pid = call.task.cpu, call.task.pid
+        if caller in ("age", "test_age"):
+            gfn_name = "kvm_age_gfn" if caller == "age" else "kvm_test_age_gfn"
+            young = _young(call.op, result.ret)
+            self._add(post, call, gfn_name + "__return", {"young": young}, gfn_name)
+            if caller == "age" and young:
+                self._remote_flush(post, kvm, mmu, cpu, pid)
+        if call.ctx.get("flush_after"):
             self._remote_flush(post, kvm, mmu, cpu, pid)
-        return pre, post
+        return post
 
     def _remote_flush(self, out: list[Ev], kvm: int, mmu: int, cpu: int, pid: int) -> None:
         """``kvm_flush_remote_tlbs(kvm)`` -> ``__kvm_tlb_flush_vmid(&kvm->arch.mmu)`` (VHE)."""

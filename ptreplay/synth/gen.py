@@ -192,6 +192,9 @@ def _check(config: GenConfig) -> None:
 class _Run:
     """One pass of a workload through the model (and, when writing, into a trace)."""
 
+    #: write long calls while they run (tests turn it off to compare)
+    stream_long_calls = True
+
     def __init__(self, config: GenConfig, planter: Planter | None, sink: TraceSink | None,
                  pte_events: bool, on_op: Callable[[GenOp], None] | None,
                  progress: Callable[[int], None] | None) -> None:
@@ -228,6 +231,7 @@ class _Run:
         self._pending: list[tuple[Call, Root, EntrySnapshot, OpResult, list[Ev],
                                   dict | None]] = []
         self._marked = False
+        self._stream: _Streamed | None = None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -235,10 +239,19 @@ class _Run:
         driver = self.driver
         planter = self.planter
         writing = self.sink is not None
+        # A long call (a destroy, a memslot-wide unmap) goes out while it runs, so memory
+        # stays bounded by the recorder's spill size; not with an injection, whose planter
+        # looks at whole calls.
+        streaming = writing and planter is None and self.stream_long_calls
+        recorder = driver.recorder
         for call in self.workload:
             root = driver.roots[call.root]
             snap = EntrySnapshot(root.ia_bits, root.start_level, root.pgd)
+            if streaming:
+                self._stream = None
+                recorder.spill = lambda seen, c=call, r=root, sn=snap: self._spill(c, r, sn, seen)
             result = driver.run(call)
+            recorder.spill = None
             planted = None
             if planter is not None:
                 planter.on_call(call, root, result)
@@ -250,14 +263,81 @@ class _Run:
                 self.progress(1024)
             if not writing:
                 continue
+            if self._stream is not None:
+                self._finish_stream(call, root, snap, result)
+                continue
             if not self._marked:
                 self._markers(root)
             evs = self.builder.call_events(call, root, snap, result)
+            if len(result.seen) >= recorder.spill_at:
+                # a long call not written while it ran: written alone all the same, so the
+                # trace is the same either way
+                self._flush_pending()
+                idx = self._emit_run(evs, first=True)
+                if self.on_op is not None or planted is not None:
+                    self._record(call, root, snap, result, evs, idx, planted)
+                continue
             self._queue(call, root, snap, result, evs, planted)
         if writing:
             self._flush_pending()
         if self.progress is not None:
             self.progress(self.operations % 1024)
+
+    # -- long calls, written while they run ------------------------------------------------
+
+    def _spill(self, call: Call, root: Root, snap: EntrySnapshot, seen: list) -> None:
+        builder = self.builder
+        st = self._stream
+        if st is None:
+            if not self._marked:
+                self._markers(root)
+            self._flush_pending()
+            st = self._stream = _Streamed()
+            start = builder.call_start(call, root, snap)
+            st.entry_fields = start[-1].fields
+            st.cpu = start[-1].cpu
+            idx = self._emit_run(start, first=True)
+            st.entry = idx[-1]
+        if self.on_op is not None:
+            st.seen.extend(seen)
+        self._emit_run(builder.effect_events(call, root, seen))
+        seen.clear()
+
+    def _finish_stream(self, call: Call, root: Root, snap: EntrySnapshot,
+                       result: OpResult) -> None:
+        st = self._stream
+        assert st is not None
+        self._stream = None
+        builder = self.builder
+        tail = builder.effect_events(call, root, result.seen)
+        end = builder.call_end(call, root, result)
+        idx = self._emit_run(tail + end)
+        if self.on_op is not None:
+            st.seen.extend(result.seen)
+            whole = OpResult(result.ret, st.seen, result.ret_planted)
+            self.on_op(GenOp(call.op, builder.func(call.op), root.id, root.pgt_ptr, snap.pgd,
+                             st.cpu, call.task.pid,
+                             {k: v for k, v in st.entry_fields.items() if k != "__probe_ip"},
+                             result.ret, self._visible(whole, root), st.entry or 0,
+                             idx[len(tail)] or 0))
+
+    def _emit_run(self, evs: list[Ev], first: bool = False) -> list[int | None]:
+        """Write events of one call in order; their indices (``None`` for placeholders)."""
+        sink = self.sink
+        assert sink is not None
+        clock = self.clock
+        out: list[int | None] = []
+        for ev in evs:
+            if first:
+                self.ts += 2000 + int(clock.expovariate(1 / 150_000))
+                first = False
+            else:
+                self.ts += 150 + clock.randrange(2500)
+            if ev.role == "removed":
+                out.append(None)
+                continue
+            out.append(sink.emit(self.ts, ev.cpu, ev.pid, ev.name, ev.fields))
+        return out
 
     def _markers(self, root: Root) -> None:
         self._marked = True
@@ -412,6 +492,16 @@ class _Run:
             "candidates": self.planter.count,
             "candidate": self.planter.target,
         }
+
+
+@dataclass
+class _Streamed:
+    """A long call being written while it runs."""
+
+    entry: int | None = None
+    cpu: int = 0
+    entry_fields: dict[str, int] = field(default_factory=dict)
+    seen: list = field(default_factory=list)  # all its records (only to report them)
 
 
 def generate(config: GenConfig, out_path: str | os.PathLike[str], *,

@@ -24,6 +24,7 @@ Table pages come from a :class:`~ptreplay.synth.memory.PageAllocator`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ptreplay.capture.probe_effects import COUNT_NOT_OBSERVED, PageCount
@@ -76,6 +77,15 @@ class Recorder:
         self.seen: list[Seen] = []
         #: WARN_ONs and harness-detected misuse, with how often they happened.
         self.warnings: dict[str, int] = {}
+        #: called with :attr:`seen` when it holds :attr:`spill_at` records (it must consume
+        #: and clear them): a long operation's records then go out while it runs.
+        self.spill: Callable[[list[Seen]], None] | None = None
+        self.spill_at = 4096
+
+    def check(self) -> None:
+        """Hand the records so far to :attr:`spill` when there are many."""
+        if self.spill is not None and len(self.seen) >= self.spill_at:
+            self.spill(self.seen)
 
     def model_effect(self, e: Any) -> None:
         """``Machine.emit``: keep stores, TLBIs and CMOs (in observed form)."""
@@ -90,6 +100,8 @@ class Recorder:
             self.warnings[e.cond] = self.warnings.get(e.cond, 0) + 1
         elif t is HarnessError:
             self.warnings[e.what] = self.warnings.get(e.what, 0) + 1
+        if self.spill is not None and len(self.seen) >= self.spill_at:
+            self.spill(self.seen)
         # Alloc/Free/Get/Put come from RecordingMmOps with the addresses probes see;
         # barriers and harness information have no probe.
 
@@ -157,6 +169,7 @@ class RecordingMmOps(OracleMmOps):
         for i in range(times):
             seen.append(Seen(Get(page, COUNT_NOT_OBSERVED), addr, planted=i > 0))
             super().get_page(addr)
+        self.recorder.check()
 
     def put_page(self, addr: int) -> None:
         """``kvm_s2_put_page(addr)`` (5.13: ``kvm_host_put_page``)."""
@@ -174,9 +187,11 @@ class RecordingMmOps(OracleMmOps):
             super().put_page(addr)
             if live and page not in self.refcount:
                 self.pages.free(self.m.virt_to_phys(page))
+        self.recorder.check()
 
     def page_count(self, addr: int) -> int:
         """``kvm_host_page_count(addr)``: recorded, as a probe on it sees it."""
         count = super().page_count(addr)
         self.recorder.seen.append(Seen(PageCount(addr & ~self.page_mask, count), addr))
+        self.recorder.check()
         return count

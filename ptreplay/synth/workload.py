@@ -25,7 +25,7 @@ stage-2), the way the arm64 recordings show it, deterministically for a seed:
 * dirty logging (live migration): write-protect the whole memslot, then clear
   the dirty log 64 pages at a time (``kvm_arch_mmu_enable_log_dirty_pt_masked``);
 * cache maintenance when the guest turns its caches on (``kvm_toggle_cache``
-  -> ``flush``), without FWB;
+  -> ``flush``; with FWB it returns at once);
 * a pKVM-style host stage-2 (identity-mapped, ``IDMAP|NOFWB``): host faults
   map blocks and pages, pages are donated (``set_owner`` to owner 1) and
   given back (``set_owner`` to 0); the workload never maps or unmaps an owned
@@ -311,7 +311,8 @@ class RandomWorkload:
         r = rng.random()
         if sp.boot_left > 0:
             sp.boot_left -= 1
-            if not self.fwb and sp.boot_left == 10 and budget >= 2:
+            if sp.boot_left == 10 and budget >= 2:
+                # the guest turns its caches on (with FWB the flush returns at once)
                 return self._toggle_cache(sp)
             return [self._fault(sp)]
         if r < 0.38:
