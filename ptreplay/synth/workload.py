@@ -112,6 +112,8 @@ class Space:
     dirty_logging: bool = False
     boot_left: int = 0
     live: bool = True
+    resident: int = 0  # mapped pages, recounted now and then
+    steps: int = 0
 
 
 class RandomWorkload:
@@ -309,6 +311,13 @@ class RandomWorkload:
             return self._host_step(sp, budget)
         rng = self.rng
         r = rng.random()
+        sp.steps += 1
+        if sp.steps % 64 == 0:
+            sp.resident = sum(PAGES_PER_BLOCK if reg.block else len(reg.pages)
+                              for reg in sp.regions.values())
+        if sp.resident > sp.nregions * PAGES_PER_BLOCK // 2 and r < 0.3:
+            # the VM's memory cgroup is at its limit: the host reclaims (memory.reclaim)
+            return self._reclaim(sp, huge=True)
         if sp.boot_left > 0:
             sp.boot_left -= 1
             if sp.boot_left == 10 and budget >= 2:
@@ -434,7 +443,7 @@ class RandomWorkload:
         return Call(sp.root.id, "unmap", {"addr": addr, "size": size}, task, "notifier_unmap",
                     ctx={"hva": hva})
 
-    def _reclaim(self, sp: Space) -> list[Call]:
+    def _reclaim(self, sp: Space, huge: bool = False) -> list[Call]:
         rng = self.rng
         hit = self._mapped_page(sp)
         task = self.kthreads[rng.choice((1, 2))]
@@ -444,7 +453,7 @@ class RandomWorkload:
             index, _, page = hit
         base = sp.base + index * BLOCK
         r = rng.random()
-        if r < 0.1:
+        if r < 0.1 or huge:
             return [self._unmap_call(sp, base, BLOCK, task)]  # a huge page split/reclaimed
         if r < 0.2:
             n = 1 + rng.randrange(16)
