@@ -112,6 +112,9 @@ def gen(
     start_level: Annotated[str | None, typer.Option(
         "--start-level", help="start level with --ia-bits (default: the kernel's choice)")
     ] = None,
+    markers: Annotated[bool, typer.Option(
+        "--markers/--no-markers",
+        help="start with trace_marker notes stating the platform (boot-log lines)")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no summary")
                      ] = False,
 ) -> None:
@@ -147,7 +150,7 @@ def gen(
         profile=profile, random_ops=n, seed=_int(seed, "--seed") or 0, version=version,
         compression=comp, fwb=fwb, hw_af=hw_af, vhe=vhe, pte_events=pte_events,
         inject=inject, vms=_int(vms, "--vms", 1, 64) or 1, host_stage2=host_stage2,
-        cpus=_int(cpus, "--cpus", 1, 64) or 1, geometry=geometry)
+        cpus=_int(cpus, "--cpus", 1, 64) or 1, geometry=geometry, markers=markers)
     stream = None
     if scenario is not None:
         if scenario == "-":
