@@ -111,7 +111,7 @@ class EffectProbe:
     """
 
     event: str
-    effect: type
+    effect: Any  # a NamedTuple type of ptreplay.effects (or of this module)
     entry: Fields = ()
     ret: Fields = ()
     const: tuple[tuple[str, Any], ...] = ()

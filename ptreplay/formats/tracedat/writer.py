@@ -247,6 +247,7 @@ class PagePacker:
         self._last_ts = 0
         self._missed: int | None = None  # for the page being filled
         self._pending_missed: int | None = None
+        self._room = page_size - 8 - long_size
         self.count = 0
 
     def _word(self, type_len: int, delta: int) -> bytes:
@@ -258,6 +259,22 @@ class PagePacker:
 
     def add(self, ts: int, payload: bytes) -> None:
         """Append one event (``ts`` not before the previous one on this CPU)."""
+        if self._page_ts is not None and self._pending_missed is None and not self.absolute_ts:
+            # the common case, written out: a small event that fits the page being filled
+            delta = ts - self._last_ts
+            length = len(payload)
+            if 0 <= delta < (1 << 27) and 0 < length <= TYPE_DATA_MAX * 4:
+                padded = (length + 3) & ~3
+                data = self._data
+                reserve = self.long_size if self._missed is not None else 0
+                if len(data) + padded + 4 + reserve <= self._room:
+                    data += self._word_of(padded >> 2, delta)
+                    data += payload
+                    if padded != length:
+                        data += bytes(padded - length)
+                    self._last_ts = ts
+                    self.count += 1
+                    return
         if ts < self._last_ts and self._page_ts is not None:
             raise ValueError(f"timestamps must not go backwards on a CPU ({ts} < "
                              f"{self._last_ts})")
