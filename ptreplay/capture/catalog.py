@@ -39,6 +39,7 @@ __all__ = [
     "series_for",
     "load_probe_set",
     "load_tracepoints",
+    "load_instrumentation",
     "EventSchema",
     "event_schema",
     "event_format",
@@ -199,8 +200,8 @@ def load_probe_set(series: str) -> ProbeSet:
 
 
 @cache
-def _tracepoint_file() -> dict[str, TracepointDef]:
-    path = schemas_dir() / "tracepoints" / "kvm.json"
+def _tracepoint_file(name: str = "kvm.json") -> dict[str, TracepointDef]:
+    path = schemas_dir() / "tracepoints" / name
     data = json.loads(path.read_text(encoding="utf-8"))
     out: dict[str, TracepointDef] = {}
     for name, ev in data["events"].items():
@@ -221,6 +222,15 @@ def load_tracepoints(series: str) -> dict[str, TracepointDef]:
             f"no event schemas for Linux {series}; known series: {', '.join(known_series())}"
         )
     return {n: tp for n, tp in _tracepoint_file().items() if series in tp.source}
+
+
+def load_instrumentation() -> dict[str, TracepointDef]:
+    """The instrumentation tracepoints (``schemas/tracepoints/ptreplay.json``), by name.
+
+    No stock kernel has them (the capture kit does not enable them); a patched kernel
+    could, and ``ptreplay gen --pte-events`` writes them. They do not depend on the series.
+    """
+    return _tracepoint_file("ptreplay.json")
 
 
 @dataclass(frozen=True)
@@ -244,7 +254,8 @@ class EventSchema:
 
 
 def event_schema(series: str, name: str) -> EventSchema:
-    """The schema of event ``name`` (a probe of the series' set, or a kvm:* tracepoint).
+    """The schema of event ``name`` (a probe of the series' set, a kvm:* tracepoint, or an
+    instrumentation tracepoint of :func:`load_instrumentation`).
 
     :raises KeyError: the series has no such event.
     """
@@ -253,7 +264,7 @@ def event_schema(series: str, name: str) -> EventSchema:
         d = entry.definition
         return EventSchema(d.group, d.event, tuple(kprobe_fields(d, series)),
                            kprobe_print_fmt(d, series))
-    tp = load_tracepoints(series).get(name)
+    tp = load_tracepoints(series).get(name) or load_instrumentation().get(name)
     if tp is None:
         raise KeyError(f"Linux {series} schemas have no event {name!r}")
     return EventSchema(tp.system, tp.name, tuple(tracepoint_fields(tp)), tp.print_fmt)

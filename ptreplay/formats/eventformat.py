@@ -359,7 +359,10 @@ def _slow_value(f: Field, buf, o, size, loc, loc16, est):
         start, length = dynamic_span(f, buf, o, size, loc.format.startswith("<"))
         raw = bytes(buf[o + start:o + start + length])
     elif f.is_array or f.size not in _INT_CODES:
-        raw = bytes(buf[o + f.offset:o + f.offset + f.size])
+        # a field of size 0 is a flexible array (ftrace's "char buf[]"): it runs to the
+        # end of the record
+        end = f.offset + f.size if f.size else max(size, f.offset)
+        raw = bytes(buf[o + f.offset:o + end])
         if not f.is_array:
             little = loc.format.startswith("<")
             return int.from_bytes(raw, "little" if little else "big") if raw else 0

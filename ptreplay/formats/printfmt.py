@@ -686,12 +686,13 @@ def _raw_renderer(f: Field, endian: str, long_size: int, cache: dict | None = No
             if state.string:
                 head, nul, _ = raw.partition(b"\0")
                 if search(head) is None:
-                    if nul or not length:
+                    if nul or (not length and dynamic):
                         text = head.decode("latin-1")
                         if cache is not None and nul:
                             _remember(cache, raw, text)
                         return text
-                    # no NUL inside: "%s" reads on (bounded here by the record)
+                    # no NUL inside, or a flexible array ("char buf[]" of size 0, ftrace's
+                    # print): "%s" reads on (bounded here by the record)
                     tail = bytes(buf[off + start:off + size])
                     return tail.partition(b"\0")[0].decode("latin-1")
             raw = bytes(raw)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from ptreplay.effects import Effect, Info, effect_to_json
 from ptreplay.errors import ScenarioError
@@ -51,6 +51,8 @@ from ptreplay.model.structs import EINVAL, KvmArch, KvmPgtable
 __all__ = [
     "RawNumber",
     "ScenarioOp",
+    "InitSettings",
+    "init_settings",
     "parse_line",
     "iter_scenario",
     "ScenarioRunner",
@@ -216,6 +218,54 @@ def iter_scenario(lines: Iterable[str], source: str) -> Iterator[ScenarioOp]:
             yield op
 
 
+class InitSettings(NamedTuple):
+    """What an ``init`` line asks for, once the harness accepted it."""
+
+    ia_bits: int
+    start_level: int  #: the level the VTCR_EL2 below selects
+    vtcr: int
+    fwb: bool
+    flags: int  #: ``KVM_PGTABLE_S2_NOFWB`` / ``KVM_PGTABLE_S2_IDMAP`` bits
+    mm_cmo: bool  #: the mm_ops have the 6.1 CMO callbacks
+    force_pte: bool  #: a ``force_pte_cb`` that always forces pages (6.1)
+
+
+def init_settings(op: ScenarioOp, profile: Profile,
+                  granule: Granule = GRANULE_4K) -> InitSettings | None:
+    """Read an ``init`` line as the oracle harness does.
+
+    Returns ``None`` when the harness refuses the settings itself (``ia_bits`` outside
+    16..48, a start level above the granule's, more than 16 pgd pages, or
+    ``ia_bits <= kvm_granule_shift(start_level)``): ``ret`` -22, no kernel call.
+
+    :raises ScenarioError: an ill-typed field.
+    """
+    g = granule
+    ia_bits = op.number("ia_bits", 40)
+    start_level = op.number("start_level") if op.has("start_level") else None
+    fwb = op.boolean("fwb", False)
+    flags = op.names("flags", _FLAG_NAMES, "flag", required=False)
+    mm_cmo = op.boolean("mm_cmo", True) if profile.has_force_pte_cb else False
+    force_pte = op.boolean("force_pte", False) if profile.has_force_pte_cb else False
+    if not profile.cmo_via_mm_ops:
+        mm_cmo = False
+
+    # The harness refuses these itself, before any kernel call.
+    if not 16 <= ia_bits <= 48:
+        return None
+    if start_level is not None and start_level > g.tgran_sl0_base:
+        return None
+    vtcr = kvm_get_vtcr(ID_AA64MMFR0_EL1_PARANGE_48, ID_AA64MMFR1_EL1_VMIDBITS_16 << 4,
+                        ia_bits, g)
+    if start_level is not None:
+        vtcr = (vtcr & ~VTCR_EL2_SL0_MASK) | (
+            (g.tgran_sl0_base - start_level) << VTCR_EL2_SL0_SHIFT)
+    level = g.tgran_sl0_base - ((vtcr & VTCR_EL2_SL0_MASK) >> VTCR_EL2_SL0_SHIFT)
+    if kvm_pgd_pages(ia_bits, level, g) > 16 or ia_bits <= g.kvm_granule_shift(level):
+        return None
+    return InitSettings(ia_bits, level, vtcr, fwb, flags, mm_cmo, force_pte)
+
+
 class ScenarioRunner:
     """Runs scenario operations on one model page table, like the oracle harness.
 
@@ -289,29 +339,12 @@ class ScenarioRunner:
         if self.pgt is not None:
             raise op.error("init while a page table is live (destroy it first)")
         profile = self.profile
+        settings = init_settings(op, profile, self.granule)
+        if settings is None:
+            return -EINVAL
+        fwb, flags, mm_cmo, force_pte, vtcr = (settings.fwb, settings.flags, settings.mm_cmo,
+                                               settings.force_pte, settings.vtcr)
         g = self.granule
-        ia_bits = op.number("ia_bits", 40)
-        start_level = op.number("start_level") if op.has("start_level") else None
-        fwb = op.boolean("fwb", False)
-        flags = op.names("flags", _FLAG_NAMES, "flag", required=False)
-        mm_cmo = op.boolean("mm_cmo", True) if profile.has_force_pte_cb else False
-        force_pte = op.boolean("force_pte", False) if profile.has_force_pte_cb else False
-        if not profile.cmo_via_mm_ops:
-            mm_cmo = False
-
-        # The harness refuses these itself, before any kernel call.
-        if not 16 <= ia_bits <= 48:
-            return -EINVAL
-        if start_level is not None and start_level > g.tgran_sl0_base:
-            return -EINVAL
-        vtcr = kvm_get_vtcr(ID_AA64MMFR0_EL1_PARANGE_48, ID_AA64MMFR1_EL1_VMIDBITS_16 << 4,
-                            ia_bits, g)
-        if start_level is not None:
-            vtcr = (vtcr & ~VTCR_EL2_SL0_MASK) | (
-                (g.tgran_sl0_base - start_level) << VTCR_EL2_SL0_SHIFT)
-        level = g.tgran_sl0_base - ((vtcr & VTCR_EL2_SL0_MASK) >> VTCR_EL2_SL0_SHIFT)
-        if kvm_pgd_pages(ia_bits, level, g) > 16 or ia_bits <= g.kvm_granule_shift(level):
-            return -EINVAL
 
         m = self._machine(fwb)
         mm_ops = OracleMmOps(m, cmo=mm_cmo, arena_base=self._arena_next,

@@ -16,7 +16,10 @@ tracepoints. :class:`OperationBuilder` turns that stream into
 * the effect probes that fire between an operation's entry and return on its
   task become its :attr:`Operation.effects`, as :mod:`ptreplay.effects`
   records holding kernel virtual addresses (the allocation effects tie those
-  addresses to table pages);
+  addresses to table pages); which event shows which effect is the table of
+  :mod:`ptreplay.capture.probe_effects` (``ptreplay gen`` reads it the other
+  way), including the ``ptreplay:stage2_pte_store`` instrumentation
+  tracepoint, whose events become :class:`~ptreplay.effects.Pte` stores;
 * each operation is attributed to its stage-2 root (the ``pgt`` pointer, its
   ``pgd``) and VM (the ``struct kvm`` of ``kvm_init_stage2_mmu`` or of the
   calling context); a root first seen without its init is flagged, since
@@ -41,7 +44,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ptreplay.effects import Alloc, AllocFail, Cmo, Effect, Free, Get, Put, Rcu, Tlbi
+from ptreplay.capture.probe_effects import (
+    BY_EVENT,
+    COUNT_NOT_OBSERVED,
+    CreateUnlinked,
+    EffectProbe,
+    PageCount,
+    TlbFlushRange,
+)
+from ptreplay.effects import AllocFail, Effect, Put, Rcu
 
 __all__ = [
     "TraceEvent",
@@ -70,9 +81,6 @@ __all__ = [
 #: Name of a lost-events marker in the event stream (``.cpu`` lost events;
 #: ``.fields["count"]`` how many, when known).
 LOST_EVENTS = "lost_events"
-
-#: ``count`` of a Get/Put whose page count the probe did not show.
-COUNT_NOT_OBSERVED = -1
 
 # Operation flags.
 NO_RETURN = "no_return"  #: the call's return was not seen
@@ -110,33 +118,7 @@ class TraceEvent:
     fields: Mapping[str, Any]
 
 
-# --- effect records beyond ptreplay.effects ---------------------------------
-
-
-class PageCount(NamedTuple):
-    """``mm_ops->page_count()`` of the table page at ``pa``: it returned ``count``."""
-
-    pa: int
-    count: int  # type: ignore[assignment]  # shadows tuple.count
-
-
-class TlbFlushRange(NamedTuple):
-    """``kvm_tlb_flush_vmid_range(mmu, addr, size)`` (6.6+ host-side wrapper): a range flush
-    request, which becomes ``__kvm_tlb_flush_vmid_range`` or ``__kvm_tlb_flush_vmid`` at EL2."""
-
-    ipa: int
-    size: int
-
-
-class CreateUnlinked(NamedTuple):
-    """``kvm_pgtable_stage2_create_unlinked()`` (6.6+, inside split): ``pa`` is the new table
-    (0 or an ERR_PTR value when it failed), built for a block at ``phys``/``level``."""
-
-    pa: int
-    phys: int
-    level: int
-    prot: int
-
+# --- effect records beyond ptreplay.effects: declared with the probe table ----------
 
 ObservedEffect = Effect | PageCount | TlbFlushRange | CreateUnlinked
 
@@ -288,30 +270,12 @@ OP_KINDS: dict[str, str] = {
     "kvm_pgtable_stage2_destroy": "destroy",
 }
 
-# Nested calls with a return probe whose result is an effect.
-_HELPERS = frozenset([
-    "stage2_memcache_zalloc_page",
-    "kvm_s2_zalloc_pages_exact",
-    "kvm_host_zalloc_pages_exact",
-    "kvm_host_page_count",
-    "kvm_pgtable_stage2_create_unlinked",
-])
-_ZALLOC_EXACT = frozenset(["kvm_s2_zalloc_pages_exact", "kvm_host_zalloc_pages_exact"])
-
-# Entry-only probes that are effects.
-_CMO_KIND = {
-    "clean_dcache_guest_page": "dcache_clean_inval_poc",
-    "invalidate_icache_guest_page": "icache_inval_pou",
-    "__flush_dcache_area": "__flush_dcache_area",
-}
-_TLBI_KIND = {
-    "__kvm_tlb_flush_vmid_ipa": "vmid_ipa",
-    "__kvm_tlb_flush_vmid_ipa_nsh": "vmid_ipa_nsh",
-    "__kvm_tlb_flush_vmid": "vmid",
-    "__kvm_tlb_flush_vmid_range": "vmid_range",
-}
-_PUTS = frozenset(["kvm_s2_put_page", "kvm_host_put_page"])
-_FREES = frozenset(["kvm_s2_free_pages_exact", "free_pages_exact"])
+# Effect probes (ptreplay.capture.probe_effects, the table ptreplay gen reads the other way):
+# calls with a return probe nest in an operation as helpers; the others are entry-only.
+_HELPERS = frozenset(p.event for p in BY_EVENT.values() if p.ret)
+_ENTRY_EFFECTS = frozenset(p.event for p in BY_EVENT.values() if not p.ret)
+_ZALLOC_EXACT = frozenset(p.event for p in BY_EVENT.values()
+                          if p.ret and p.sized and p.effect.__name__ == "Alloc")
 
 # Callers and tracepoints that say why the next stage-2 call of the task happens.
 _CONTEXTS = frozenset([
@@ -400,14 +364,8 @@ class OperationBuilder:
         entry_handlers = {name: self._on_op_entry for name in OP_KINDS}
         entry_handlers.update({name: self._on_helper_entry for name in _HELPERS})
         entry_handlers.update({name: self._on_context for name in _CONTEXTS})
-        entry_handlers.update({name: self._on_cmo for name in _CMO_KIND})
-        entry_handlers.update({name: self._on_tlbi for name in _TLBI_KIND})
-        entry_handlers.update({name: self._on_put for name in _PUTS})
-        entry_handlers.update({name: self._on_free for name in _FREES})
+        entry_handlers.update({name: self._on_effect for name in _ENTRY_EFFECTS})
         entry_handlers.update({
-            "kvm_host_get_page": self._on_get,
-            "kvm_tlb_flush_vmid_range": self._on_tlb_range,
-            "stage2_free_unlinked_table": self._on_call_rcu,
             "stage2_free_unlinked_table_rcu_cb": self._on_rcu_cb,
             "kvm_pgtable_stage2_free_unlinked": self._on_free_unlinked,
             LOST_EVENTS: self._on_lost_marker,
@@ -669,76 +627,46 @@ class OperationBuilder:
 
     def _helper_done(self, frame: _Frame, ev: EventLike, stack: list[_Frame]) -> None:
         func, entry = frame.func, frame.event
-        value = _ret_value(ev.fields)
-        if func == "stage2_memcache_zalloc_page":
-            effect: ObservedEffect = Alloc(value) if value else AllocFail()
-            op = self._add(ev, effect, stack=stack)
-            if op is not None and value and op.root is not None:
-                self._own_table(self.roots[op.root], value)
-        elif func in _ZALLOC_EXACT:
-            if any(f.func in _ZALLOC_EXACT for f in stack):
-                return  # the inner allocator of a probed kvm_s2_zalloc_pages_exact
-            size = None if entry is ev else _opt_int(entry.fields, "size")
-            op = self._add(ev, Alloc(value, size) if value else AllocFail(), stack=stack)
-            if op is not None and value and op.root is not None:
-                root = self.roots[op.root]
-                if op.kind == "init" and root.pgd is None:
-                    root.pgd = value
-                self._own_table(root, value)
-        elif func == "kvm_host_page_count":
-            addr = None if entry is ev else _opt_int(entry.fields, "addr")
-            page = addr & self.page_mask if addr is not None else -1
-            self._add(ev, PageCount(page, value if value is not None else -1), addr, stack=stack)
+        probe: EffectProbe = BY_EVENT[func]
+        entry_fields = None if entry is ev else entry.fields
+        effect, addr, _ = probe.decode(entry_fields, ev.fields, self.page_mask)
+        kind = type(effect)
+        if func in _ZALLOC_EXACT and any(f.func in _ZALLOC_EXACT for f in stack):
+            return  # the inner allocator of a probed kvm_s2_zalloc_pages_exact
+        if kind is CreateUnlinked:
+            table = (effect.pa or 0) & 0xFFFFFFFFFFFFFFFF
+            effect = CreateUnlinked(table, *(-1 if v is None else v for v in effect[1:]))
+        op = self._add(ev, effect, addr, stack=stack)
+        if kind is PageCount:
             deferred = self._deferred.get(ev.cpu)
             if deferred is not None and addr is not None and addr == deferred.pgtable:
                 deferred.counted = True
-        elif func == "kvm_pgtable_stage2_create_unlinked":
-            f = {} if entry is ev else entry.fields
-            table = (value or 0) & 0xFFFFFFFFFFFFFFFF
-            effect = CreateUnlinked(table, int(f.get("phys", -1)), int(f.get("level", -1)),
-                                    int(f.get("prot", -1)))
-            op = self._add(ev, effect, stack=stack)
-            if op is not None and op.root is not None and table and table < 2**64 - 4096:
-                self._own_table(self.roots[op.root], table)
+            return
+        if op is None or op.root is None:
+            return
+        table = effect.pa if kind is not AllocFail else 0
+        if kind is CreateUnlinked and not (table and table < 2**64 - 4096):
+            return
+        if table:
+            root = self.roots[op.root]
+            if func in _ZALLOC_EXACT and op.kind == "init" and root.pgd is None:
+                root.pgd = table
+            self._own_table(root, table)
 
-    def _on_get(self, ev: EventLike) -> None:
-        addr = int(ev.fields["addr"])
-        self._add(ev, Get(addr & self.page_mask, COUNT_NOT_OBSERVED), addr)
-
-    def _on_put(self, ev: EventLike) -> None:
-        addr = int(ev.fields["addr"])
-        self._add(ev, Put(addr & self.page_mask, COUNT_NOT_OBSERVED), addr)
-        deferred = self._deferred.get(ev.cpu)
-        if deferred is not None and deferred.counted and deferred.pgtable == addr:
-            # kvm_pgtable_stage2_free_unlinked() ends with page_count(pgtable), put_page(pgtable)
-            # (an earlier put_page(pgtable) is the one of the table's entry 0).
-            self._close_deferred(ev.cpu, complete=True)
-
-    def _on_free(self, ev: EventLike) -> None:
-        self._add(ev, Free(int(ev.fields["virt"]), _opt_int(ev.fields, "size")))
-
-    def _on_cmo(self, ev: EventLike) -> None:
-        f = ev.fields
-        self._add(ev, Cmo(_CMO_KIND[ev.name], int(f["va"]), int(f["size"])))
-
-    def _on_tlbi(self, ev: EventLike) -> None:
-        f = ev.fields
-        kind = _TLBI_KIND[ev.name]
-        mmu = _opt_int(f, "mmu")
-        if kind == "vmid_range":
-            effect = Tlbi(kind, ipa=int(f["start"]), pages=int(f["pages"]))
-        elif kind == "vmid":
-            effect = Tlbi(kind)
-        else:
-            effect = Tlbi(kind, ipa=int(f["ipa"]), level=int(f["level"]))
-        op = self._add(ev, effect, mmu=mmu)
-        self._learn_mmu(op, mmu)
-
-    def _on_tlb_range(self, ev: EventLike) -> None:
-        f = ev.fields
-        mmu = _opt_int(f, "mmu")
-        op = self._add(ev, TlbFlushRange(int(f["addr"]), int(f["size"])), mmu=mmu)
-        self._learn_mmu(op, mmu)
+    def _on_effect(self, ev: EventLike) -> None:
+        """An entry-only effect probe (get/put, free, CMO, TLBI, call_rcu, entry store)."""
+        effect, addr, mmu = BY_EVENT[ev.name].decode(ev.fields, None, self.page_mask)
+        op = self._add(ev, effect, addr, mmu)
+        kind = type(effect)
+        if kind is Put:
+            deferred = self._deferred.get(ev.cpu)
+            if deferred is not None and deferred.counted and deferred.pgtable == addr:
+                # kvm_pgtable_stage2_free_unlinked() ends with page_count(pgtable),
+                # put_page(pgtable) (an earlier put_page(pgtable) is the one of the table's
+                # entry 0).
+                self._close_deferred(ev.cpu, complete=True)
+        elif mmu is not None:
+            self._learn_mmu(op, mmu)
 
     def _learn_mmu(self, op: Operation | None, mmu: int | None) -> None:
         if op is None or op.root is None or mmu is None:
@@ -748,11 +676,6 @@ class OperationBuilder:
             root.mmu = mmu
 
     # --- RCU-deferred table frees (6.6+) --------------------------------------
-
-    def _on_call_rcu(self, ev: EventLike) -> None:
-        f = ev.fields
-        addr = int(f["addr"])
-        self._add(ev, Rcu("call_rcu", "free_unlinked_table", addr, _opt_int(f, "level")))
 
     def _open_deferred(self, ev: EventLike) -> _Deferred:
         self._close_deferred_on(ev.cpu)

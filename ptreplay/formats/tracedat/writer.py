@@ -18,14 +18,24 @@ kernel packs them: small events with ``type_len`` = words, larger ones with
 an explicit length, a time extend when a delta does not fit 27 bits (or an
 absolute time stamp with ``absolute_ts=True``), missed-events flags on a page
 when :meth:`TraceDatWriter.add_missed` was called before its first event.
+
+For long traces, ``TraceDatWriter(spool=True)`` keeps memory flat: each
+CPU's finished pages go to a temporary file, :meth:`TraceDatWriter.write`
+streams them (compressing chunk by chunk) into the output, and
+:meth:`TraceDatWriter.event_packer` gives a ``struct``-based builder of one
+event's payload derived from the same format (checked against
+:func:`build_event` when made).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import construct as cs
 
@@ -35,6 +45,7 @@ from ptreplay.formats.ringbuffer import (
     MISSING_EVENTS,
     MISSING_STORED,
     TYPE_DATA_MAX,
+    TYPE_LEN_BITS,
     TYPE_TIME_EXTEND,
     TYPE_TIME_STAMP,
     event_header,
@@ -44,7 +55,7 @@ from ptreplay.formats.tracedat.compress import codec_for
 from ptreplay.formats.tracedat.schema import MAGIC, SEC_FL_COMPRESS, Option, schemas
 
 __all__ = ["TraceDatWriter", "PagePacker", "header_page_text", "HEADER_EVENT_TEXT",
-           "build_event"]
+           "build_event", "event_packer"]
 
 HEADER_EVENT_TEXT = (
     "# compressed entry header\n"
@@ -133,29 +144,114 @@ def build_event(fmt: EventFormat, fields: dict[str, Any], *, pid: int = 0, flags
     return bytes(body)
 
 
+def event_packer(fmt: EventFormat, names: Sequence[str], *, little: bool = True
+                 ) -> Callable[..., bytes]:
+    """A fast builder ``pack(pid, *values) -> payload`` of events of ``fmt``.
+
+    ``values`` are the integer fields ``names``, in that order; every other
+    field is 0 (``common_flags`` and ``common_preempt_count`` too). The
+    ``struct`` format is derived from the Construct integers of
+    :meth:`EventFormat.field_subcon` (as the reader's decoders are), and the
+    packer is checked against :func:`build_event` before it is returned.
+
+    :raises ValueError: a field is not a plain integer (arrays, strings,
+        ``__data_loc``) or fields overlap.
+    """
+    by_name = {f.name: f for f in fmt.common_fields + fmt.fields}
+    for n in names:
+        if n not in by_name:
+            raise KeyError(f"event {fmt.full_name} has no field {n!r}")
+    slots = []  # (offset, code, source): source -1 type id, -2 pid, -3 zero, else value index
+    for f in fmt.common_fields + fmt.fields:
+        sub = fmt.field_subcon(f, little)
+        if f.is_dynamic or not isinstance(sub, cs.FormatField):
+            raise ValueError(f"{fmt.full_name}: field {f.name} is not an integer")
+        if f.name == "common_type":
+            src = -1
+        elif f.name == "common_pid":
+            src = -2
+        elif f.name in names:
+            src = list(names).index(f.name)
+        else:
+            src = -3
+        slots.append((f.offset, sub.fmtstr[1:], src))
+    slots.sort()
+    parts, pos, order = [], 0, []
+    for off, code, src in slots:
+        if off < pos:
+            raise ValueError(f"{fmt.full_name}: overlapping fields")
+        if off > pos:
+            parts.append(f"{off - pos}x")
+        parts.append(code)
+        pos = off + struct.calcsize("<" + code)
+        order.append(src)
+    st = struct.Struct(("<" if little else ">") + "".join(parts))
+    pad = b"\0" * (fmt.fixed_size() - st.size)
+    type_id = fmt.id
+    exprs = ", ".join({-1: "type_id", -2: "pid", -3: "0"}.get(src, f"values[{src}]")
+                      for src in order)
+    namespace: dict[str, Any] = {"pack": st.pack, "type_id": type_id, "pad": pad}
+    exec(f"def packer(pid, *values):\n    return pack({exprs}){' + pad' if pad else ''}\n",
+         namespace)
+    packer: Callable[..., bytes] = namespace["packer"]
+    sample = [(0x0102030405060708 + 0x1111 * i) & ((1 << (8 * by_name[n].size - 1)) - 1)
+              for i, n in enumerate(names)]
+    if packer(4242, *sample) != build_event(fmt, dict(zip(names, sample, strict=True)),
+                                            pid=4242, little=little):
+        raise AssertionError(f"{fmt.full_name}: fast packer disagrees with build_event")
+    return packer
+
+
+def _event_word(little: bool) -> Callable[[int, int], bytes]:
+    """``(type_len, time_delta) -> 4 bytes``: the event header word, derived from
+    :func:`event_header` and checked against it."""
+    if little:
+        st = struct.Struct("<I")
+
+        def word(type_len: int, delta: int) -> bytes:
+            return st.pack(type_len | (delta << TYPE_LEN_BITS))
+    else:
+        st = struct.Struct(">I")
+        shift = 32 - TYPE_LEN_BITS
+
+        def word(type_len: int, delta: int) -> bytes:
+            return st.pack((type_len << shift) | delta)
+    ref = event_header(little)
+    for t, d in ((1, 0), (TYPE_TIME_EXTEND, COMMIT_MASK), (TYPE_DATA_MAX, 12345)):
+        if word(t, d) != ref.build({"type_len": t, "time_delta": d}):
+            raise AssertionError("event header word disagrees with its Construct")
+    return word
+
+
 class PagePacker:
     """Packs one CPU's events into ring-buffer pages (see the module docstring)."""
 
     def __init__(self, page_size: int, long_size: int, little: bool,
-                 absolute_ts: bool = False) -> None:
+                 absolute_ts: bool = False, spool: IO[bytes] | None = None) -> None:
         self.page_size = page_size
         self.long_size = long_size
         self.little = little
         self.absolute_ts = absolute_ts
         self.header = page_header(long_size, little)
         self.ev_header = event_header(little)
+        self._word_of = _event_word(little)
         self.u32 = cs.Int32ul if little else cs.Int32ub
+        self._u32 = struct.Struct("<I" if little else ">I").pack
         self.long = (cs.Int64ul if little else cs.Int64ub) if long_size == 8 else self.u32
+        #: finished pages (in memory), unless ``spool`` (a binary file) takes them.
         self.pages: list[bytes] = []
+        self.spool = spool
+        self.npages = 0
         self._data = bytearray()
         self._page_ts: int | None = None
         self._last_ts = 0
         self._missed: int | None = None  # for the page being filled
         self._pending_missed: int | None = None
+        self._room = page_size - 8 - long_size
         self.count = 0
 
     def _word(self, type_len: int, delta: int) -> bytes:
-        return self.ev_header.build({"type_len": type_len, "time_delta": delta})
+        return self._word_of(type_len, delta)
 
     def add_missed(self, count: int | None) -> None:
         """Mark that ``count`` events (None: unknown) were lost before the next event."""
@@ -163,6 +259,22 @@ class PagePacker:
 
     def add(self, ts: int, payload: bytes) -> None:
         """Append one event (``ts`` not before the previous one on this CPU)."""
+        if self._page_ts is not None and self._pending_missed is None and not self.absolute_ts:
+            # the common case, written out: a small event that fits the page being filled
+            delta = ts - self._last_ts
+            length = len(payload)
+            if 0 <= delta < (1 << 27) and 0 < length <= TYPE_DATA_MAX * 4:
+                padded = (length + 3) & ~3
+                data = self._data
+                reserve = self.long_size if self._missed is not None else 0
+                if len(data) + padded + 4 + reserve <= self._room:
+                    data += self._word_of(padded >> 2, delta)
+                    data += payload
+                    if padded != length:
+                        data += bytes(padded - length)
+                    self._last_ts = ts
+                    self.count += 1
+                    return
         if ts < self._last_ts and self._page_ts is not None:
             raise ValueError(f"timestamps must not go backwards on a CPU ({ts} < "
                              f"{self._last_ts})")
@@ -173,7 +285,7 @@ class PagePacker:
             size = len(event)
             small = True
         else:
-            event = self._word(0, 0) + self.u32.build(padded + 4) + payload + \
+            event = self._word(0, 0) + self._u32(padded + 4) + payload + \
                 b"\0" * (padded - length)
             size = len(event)
             small = False
@@ -190,11 +302,11 @@ class PagePacker:
         delta = ts - self._last_ts
         extra = b""
         if self.absolute_ts and delta:
-            extra = self._word(TYPE_TIME_STAMP, ts & COMMIT_MASK) + self.u32.build(
+            extra = self._word(TYPE_TIME_STAMP, ts & COMMIT_MASK) + self._u32(
                 (ts >> 27) & 0xFFFFFFFF)
             delta = 0
         elif delta >= (1 << 27):
-            extra = self._word(TYPE_TIME_EXTEND, delta & COMMIT_MASK) + self.u32.build(
+            extra = self._word(TYPE_TIME_EXTEND, delta & COMMIT_MASK) + self._u32(
                 delta >> 27)
             delta = 0
         needed = len(extra) + size
@@ -224,7 +336,12 @@ class PagePacker:
                 tail = self.long.build(self._missed)
         page = self.header.build({"timestamp": self._page_ts, "commit": flags}) + \
             bytes(self._data) + tail
-        self.pages.append(page + b"\0" * (self.page_size - len(page)))
+        page += b"\0" * (self.page_size - len(page))
+        if self.spool is not None:
+            self.spool.write(page)
+        else:
+            self.pages.append(page)
+        self.npages += 1
         self._data = bytearray()
         self._page_ts = None
         self._missed = None
@@ -232,7 +349,37 @@ class PagePacker:
     def finish(self) -> bytes:
         """All pages, concatenated."""
         self._flush()
+        if self.spool is not None:
+            self.spool.seek(0)
+            return self.spool.read()
         return b"".join(self.pages)
+
+    def data_size(self) -> int:
+        """Bytes of all pages, the page being filled included (it is finished first)."""
+        self._flush()
+        return self.npages * self.page_size
+
+    def iter_pages(self, count: int) -> Iterator[bytes]:
+        """The finished pages, ``count`` at a time (one chunk in memory at a time)."""
+        self._flush()
+        step = count * self.page_size
+        if self.spool is None:
+            data = b"".join(self.pages)
+            for i in range(0, len(data), step):
+                yield data[i:i + step]
+            return
+        self.spool.seek(0)
+        while True:
+            part = self.spool.read(step)
+            if not part:
+                return
+            yield part
+
+    def close(self) -> None:
+        """Release the spool file, if any."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 @dataclass
@@ -250,12 +397,14 @@ class TraceDatWriter:
     :param compression: v7 only: None (not compressed), "zstd" or "zlib".
     :param page_size: ring-buffer page size (4096 default; 8192, 16384 ...).
     :param chunk_pages: pages per compressed chunk (v7).
+    :param spool: keep finished pages in temporary files rather than in memory
+        (memory flat in trace length; :meth:`write` streams them out).
     """
 
     def __init__(self, version: int = 7, compression: str | None = "zstd", *,
                  little: bool = True, long_size: int = 8, page_size: int = 4096,
                  clock: str = "local", absolute_ts: bool = False,
-                 chunk_pages: int = 10) -> None:
+                 chunk_pages: int = 10, spool: bool = False) -> None:
         if version not in (6, 7):
             raise ValueError("version must be 6 or 7")
         if version == 6 and compression:
@@ -267,6 +416,7 @@ class TraceDatWriter:
         self.page_size = page_size
         self.absolute_ts = absolute_ts
         self.chunk_pages = chunk_pages
+        self.spool = spool
         self.s = schemas(little)
         self.ftrace_formats: list[str] = []
         self.event_formats: list[tuple[str, str]] = []
@@ -301,6 +451,10 @@ class TraceDatWriter:
         return build_event(self.formats[name], fields, pid=pid, flags=flags,
                            preempt_count=preempt_count, little=self.little)
 
+    def event_packer(self, name: str, names: Sequence[str]) -> Callable[..., bytes]:
+        """Fast builder of event ``name`` (see :func:`event_packer`)."""
+        return event_packer(self.formats[name], names, little=self.little)
+
     def add_buffer(self, name: str, clock: str | None = None,
                    page_size: int | None = None) -> None:
         """Add an ftrace instance (v7 only)."""
@@ -315,8 +469,9 @@ class TraceDatWriter:
             raise KeyError(f"no buffer {buffer!r}")
         p = b.cpus.get(cpu)
         if p is None:
+            spool = tempfile.TemporaryFile(prefix="ptreplay-pages-") if self.spool else None
             p = b.cpus[cpu] = PagePacker(b.page_size, self.long_size, self.little,
-                                         self.absolute_ts)
+                                         self.absolute_ts, spool)
         return p
 
     def add_event(self, cpu: int, ts: int, payload: bytes, buffer: str = "") -> None:
@@ -363,14 +518,23 @@ class TraceDatWriter:
         return self.s.option.build({"id": oid, "size": len(data), "data": data})
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write the file."""
-        data = self.to_bytes()
-        with open(path, "wb") as f:
-            f.write(data)
+        """Write the file (streaming the pages: nothing but one chunk is held in memory)."""
+        with open(path, "w+b") as f:
+            self._write(f)
 
     def to_bytes(self) -> bytes:
         """The whole file, in memory."""
         out = io.BytesIO()
+        self._write(out)
+        return out.getvalue()
+
+    def close(self) -> None:
+        """Release the spool files (after writing)."""
+        for b in self.buffers:
+            for p in b.cpus.values():
+                p.close()
+
+    def _write(self, out: IO[bytes]) -> None:
         out.write(MAGIC + f"{self.version}\0".encode()
                   + bytes([0 if self.little else 1, self.long_size])
                   + self.s.u32.build(self.page_size))
@@ -378,7 +542,6 @@ class TraceDatWriter:
             self._write_v6(out)
         else:
             self._write_v7(out)
-        return out.getvalue()
 
     def _meta_blobs(self) -> dict[int, bytes]:
         s = self.s
@@ -403,7 +566,7 @@ class TraceDatWriter:
             Option.CMDLINES: s.sized64.build(self._cmdlines_text().encode()),
         }
 
-    def _write_v6(self, out: io.BytesIO) -> None:
+    def _write_v6(self, out: IO[bytes]) -> None:
         s = self.s
         blobs = self._meta_blobs()
         for sec in (Option.HEADER_INFO, Option.FTRACE_EVENTS, Option.EVENT_FORMATS,
@@ -423,18 +586,21 @@ class TraceDatWriter:
         out.write(s.sized64.build(clock))
         entries = []
         for cpu in cpus:
-            data = top.cpus[cpu].finish() if cpu in top.cpus else b""
+            packer = top.cpus.get(cpu)
+            size = packer.data_size() if packer is not None else 0
             pos = _align(out.tell(), self.page_size)
             out.write(b"\0" * (pos - out.tell()))
-            out.write(data)
-            entries.append((pos if data else 0, len(data)))
+            if packer is not None:
+                for part in packer.iter_pages(256):
+                    out.write(part)
+            entries.append((pos if size else 0, size))
         end = out.tell()
         out.seek(table_at)
         for off, size in entries:
             out.write(s.cpu_entry_v6.build({"offset": off, "size": size}))
         out.seek(end)
 
-    def _write_v7(self, out: io.BytesIO) -> None:
+    def _write_v7(self, out: IO[bytes]) -> None:
         s = self.s
         codec = codec_for(self.compression) if self.compression else None
         if codec is None:
@@ -483,24 +649,30 @@ class TraceDatWriter:
             out.write(b"\0" * 16)
             cpus_entries = []
             for cpu in self._cpus(b):
-                raw = b.cpus[cpu].finish() if cpu in b.cpus else b""
+                packer = b.cpus.get(cpu)
+                raw_size = packer.data_size() if packer is not None else 0
                 pos = _align(out.tell(), b.page_size)
                 out.write(b"\0" * (pos - out.tell()))
-                if codec is not None and raw:
-                    chunks = []
-                    step = b.page_size * self.chunk_pages
-                    for i in range(0, len(raw), step):
-                        part = raw[i:i + step]
+                if codec is not None and raw_size:
+                    assert packer is not None
+                    out.write(s.u32.build(0))  # chunk count, set below
+                    nchunks = 0
+                    for part in packer.iter_pages(self.chunk_pages):
                         z = codec.compress(part)
-                        chunks.append(s.chunk_header.build({"csize": len(z), "usize": len(part)})
-                                      + z)
-                    blob = b"".join(chunks)
-                    out.write(s.u32.build(len(chunks)) + blob)
-                    cpus_entries.append({"cpu": cpu, "offset": pos, "size": len(blob)})
+                        out.write(s.chunk_header.build({"csize": len(z), "usize": len(part)}))
+                        out.write(z)
+                        nchunks += 1
+                    end = out.tell()
+                    out.seek(pos)
+                    out.write(s.u32.build(nchunks))
+                    out.seek(end)
+                    cpus_entries.append({"cpu": cpu, "offset": pos, "size": end - pos - 4})
                 else:
-                    out.write(raw)
-                    cpus_entries.append({"cpu": cpu, "offset": pos if raw else 0,
-                                         "size": len(raw)})
+                    if packer is not None:
+                        for part in packer.iter_pages(256):
+                            out.write(part)
+                    cpus_entries.append({"cpu": cpu, "offset": pos if raw_size else 0,
+                                         "size": raw_size})
             end = out.tell()
             out.seek(hdr_at)
             out.write(s.section_header.build({
@@ -521,7 +693,7 @@ class TraceDatWriter:
         out.write(bytes(strings))
         del at
 
-    def _write_options(self, out: io.BytesIO, body: bytes, string_id, link_at: int,
+    def _write_options(self, out: IO[bytes], body: bytes, string_id, link_at: int,
                        first: bool = False) -> int:
         """Write an options section; point ``link_at`` (a u64 slot) at it. Returns its DONE slot."""
         s = self.s
