@@ -21,7 +21,12 @@ module
 
 Observed kinds are named as in :data:`ptreplay.stage2.source.OBSERVABLE_BY_PROBE`
 (``alloc``, ``alloc_exact``, ``free_exact``, ``get``, ``put``, ``page_count``,
-``cmo:<kind>``) plus ``tlbi``. A ``free`` after a ``put_page`` dropped a page's
+``cmo:<kind>``, ``pte`` for the ``ptreplay:stage2_pte_store`` instrumentation
+event) plus ``tlbi``. Entry stores are compared value for value: table
+descriptors hold the physical address of a table page, so the model's table
+pages must sit at the kernel's physical addresses, i.e. the replay's linear
+offset must be the kernel's (:mod:`ptreplay.stage2.replay` learns it before
+replaying a trace that shows stores). A ``free`` after a ``put_page`` dropped a page's
 count to zero has no probe (the kernel's ``put_page`` frees the page itself):
 it stays predicted, and is kept in the merged stream only when the trace
 observed that ``put``.
@@ -33,7 +38,7 @@ from collections.abc import Callable
 from difflib import SequenceMatcher
 from typing import Any, NamedTuple
 
-from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Put, Tlbi
+from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Pte, Put, Tlbi
 
 __all__ = [
     "Seen",
@@ -70,16 +75,20 @@ class Seen(NamedTuple):
     :param kind: the CMO or TLBI kind (``dcache_clean_inval_poc``, ``vmid_ipa``).
     :param addr: table page or cache-maintained page (kernel virtual addresses while
         comparing; printed as the model's addresses) or IPA (TLBI).
-    :param n: size (alloc, free, cmo), count (page_count) or level (TLBI).
+    :param n: size (alloc, free, cmo), count (page_count), level (TLBI), or the
+        ``(old, new)`` values of an entry store (``pte``, ``addr`` the entry).
     """
 
     ev: str
     kind: str | None = None
     addr: int | None = None
-    n: int | None = None
+    n: Any = None
 
     def to_json(self) -> str:
         """The record as one JSON object, in the oracle format's style."""
+        if self.ev == "pte":
+            old, new = self.n  # type: ignore[misc]
+            return f'{{"ev":"pte","ptep":"{self.addr:#x}","old":"{old:#x}","new":"{new:#x}"}}'
         parts = [f'"ev":"{self.ev}"']
         if self.kind is not None:
             parts.append(f'"kind":"{self.kind}"')
@@ -108,7 +117,7 @@ def describe(records: tuple[tuple, ...], table_offset: int = 0) -> str:
 
 
 def _shift(record: tuple, offset: int) -> tuple:
-    if offset and record[0] in ("get", "put", "page_count", "alloc", "free") and \
+    if offset and record[0] in ("get", "put", "page_count", "alloc", "free", "pte") and \
             record[2] is not None:
         return (record[0], record[1], record[2] - offset, record[3])
     return record
@@ -135,6 +144,7 @@ class Comparer:
         self._alloc = "alloc" in kinds
         self._alloc_exact = "alloc_exact" in kinds
         self._free_exact = "free_exact" in kinds
+        self._pte = "pte" in kinds
         self._cmo = frozenset(k[4:] for k in kinds if k.startswith("cmo:"))
         #: ``VA - PA`` of the kernel's linear map, learnt from the first cache
         #: maintenance the model predicted and the trace observed.
@@ -188,6 +198,10 @@ class Comparer:
             elif t is Free:
                 if e.size is not None and self._free_exact:
                     out.append(("free", None, e.pa + off, e.size))
+                    where.append(i)
+            elif t is Pte:
+                if self._pte:
+                    out.append(("pte", None, e.ptep + off, (e.old, e.new)))
                     where.append(i)
         self.queries = queries
         return out, where
@@ -255,6 +269,14 @@ class Comparer:
                     continue
                 if k == n or seen[k] != ("free", None, e.pa + off, e.size):
                     return False, 0
+            elif t is Pte:
+                if not self._pte:
+                    continue
+                if k == n:
+                    return False, 0
+                o = seen[k]
+                if o[0] != "pte" or o[2] != e.ptep + off or o[3] != (e.old, e.new):
+                    return False, 0
             else:
                 continue
             k += 1
@@ -301,6 +323,8 @@ class Comparer:
             return AllocFail()
         if ev == "free":
             return Free(addr - off, n)
+        if ev == "pte":
+            return Pte(addr - off, n[0], n[1])
         return None
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from ptreplay.errors import InputError
 from ptreplay.stage2.operations import LOST_EVENTS, Gap, Operation, OperationBuilder, Root
-from ptreplay.stage2.records import OpRecord, decode, encode, encode_gap
-from ptreplay.stage2.source import ScanEvent, Stage2Trace
+from ptreplay.stage2.records import NOTE, Note, OpRecord, decode, encode, encode_gap
+from ptreplay.stage2.source import MARKER, ScanEvent, Stage2Trace
 from ptreplay.trace import LOST, open_trace
 
 __all__ = ["Feed", "fewer_collections"]
@@ -45,6 +45,15 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def _with_markers(handlers: dict[str, Any]) -> dict[str, Any]:
+    """The builder's handlers, and a placeholder for markers (read by the loops)."""
+    return {**handlers, MARKER: _ignore}
+
+
+def _ignore(_ev: Any) -> None:
+    return None
+
+
 def _encode(rec: Operation | Gap) -> tuple:
     return encode(rec) if type(rec) is Operation else encode_gap(rec)  # type: ignore[arg-type]
 
@@ -55,10 +64,14 @@ def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
     builder = OperationBuilder(st.page_size)
     handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
     ready = builder.ready
-    feed = st.event_makers(handlers)
+    feed = st.event_makers(_with_markers(handlers))
     batch: list[tuple] = []
     n = 0
     for ts, cpu, name, vals in st.trace.scan(st.fields, lost=True):
+        if name == MARKER:
+            batch.append((NOTE, n, ts, vals[1]))
+            n += 1
+            continue
         if name is LOST:
             handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
         else:
@@ -111,7 +124,8 @@ def _child(path: str, conn: Any) -> None:
 
 
 class Feed:
-    """The operations of a trace, as :class:`OpRecord` and ``Gap`` records in trace order.
+    """The operations of a trace, as :class:`OpRecord` and ``Gap`` records in trace order
+    (and the trace's ``trace_marker`` lines, as :class:`~ptreplay.stage2.records.Note`).
 
     :param trace: the trace (its ``source`` is re-opened by the reader process).
     :param jobs: 2 to read in a second process, 1 to read here.
@@ -130,28 +144,32 @@ class Feed:
         self.stats: dict[str, int] = {}
         self.events_read = 0
 
-    def records(self) -> Iterator[OpRecord | Gap]:
+    def records(self) -> Iterator[OpRecord | Gap | Note]:
         """The records, as the operations complete."""
         for batch in self.batches():
             yield from batch
 
-    def batches(self) -> Iterator[list[OpRecord | Gap]]:
+    def batches(self) -> Iterator[list[OpRecord | Gap | Note]]:
         """The records in batches (a few hundred at a time, or fewer), in order."""
         if self.jobs > 1 and os.path.exists(self.trace.source):
             yield from self._remote()
         else:
             yield from self._local()
 
-    def _local(self) -> Iterator[list[OpRecord | Gap]]:
+    def _local(self) -> Iterator[list[OpRecord | Gap | Note]]:
         st = self.trace
         builder = OperationBuilder(st.page_size)
         handlers: dict[str, Any] = builder._handlers  # type: ignore[assignment]
         ready = builder.ready
-        feed = st.event_makers(handlers)
+        feed = st.event_makers(_with_markers(handlers))
         progress = self.progress
         n = 0
         # the loop of _produce, yielding as the operations complete
         for ts, cpu, name, vals in st.trace.scan(st.fields, lost=True):
+            if name == MARKER:
+                yield [Note(n, ts, vals[1])]
+                n += 1
+                continue
             if name is LOST:
                 handlers[LOST_EVENTS](ScanEvent(n, cpu, ts, 0, LOST_EVENTS, {"count": vals[0]}))
             else:
@@ -171,7 +189,7 @@ class Feed:
         self.roots = builder.roots
         self.stats = dict(builder.stats)
 
-    def _remote(self) -> Iterator[list[OpRecord | Gap]]:
+    def _remote(self) -> Iterator[list[OpRecord | Gap | Note]]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(self.trace.source, send), daemon=True)

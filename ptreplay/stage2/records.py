@@ -7,24 +7,35 @@ needs less of each, and may get it from another process
 :class:`OpRecord`: a plain tuple of ints, strings, a dict and tuples, which
 ``marshal`` moves between processes cheaply. Its observed effects are
 comparable records (:mod:`ptreplay.stage2.compare`) holding the addresses the
-kernel used (virtual addresses of table pages and of the pages cache
-maintenance touched).
+kernel used (virtual addresses of table pages, of entries, and of the pages
+cache maintenance touched).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Put, Tlbi
+from ptreplay.effects import Alloc, AllocFail, Cmo, Free, Get, Pte, Put, Tlbi
 from ptreplay.stage2 import operations as _operations
 from ptreplay.stage2.operations import COUNT_NOT_OBSERVED, UNCERTAIN_FLAGS, Gap, Observed
 
-__all__ = ["OpRecord", "encode", "encode_gap", "decode", "GAP", "observed_effect"]
+__all__ = ["OpRecord", "Note", "encode", "encode_gap", "decode", "GAP", "NOTE",
+           "observed_effect"]
 
 _PageCount = _operations.PageCount  # the operations layer's page_count record
 
 #: First element of an encoded :class:`~ptreplay.stage2.operations.Gap`.
 GAP = "~gap"
+#: First element of an encoded :class:`Note`.
+NOTE = "~note"
+
+
+class Note(NamedTuple):
+    """A ``trace_marker`` line of the trace (``index``: the next event's ordinal)."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index
+    ts: int
+    text: str
 
 
 class OpRecord(NamedTuple):
@@ -110,6 +121,8 @@ def observed_effect(record: tuple) -> Any:
         return AllocFail()
     if ev == "free":
         return Free(addr, n)
+    if ev == "pte":
+        return Pte(addr, n[0], n[1])
     from ptreplay.stage2.compare import PageCount
     return PageCount(addr, n)
 
@@ -142,6 +155,8 @@ def encode(op: Any) -> tuple:
             r = ("alloc_fail", None, None, None)
         elif t is Free:
             r = ("free", None, e.pa, e.size)
+        elif t is Pte:
+            r = ("pte", None, e.ptep, (e.old, e.new))
         else:
             continue  # 6.6+ records: range flush requests, unlinked tables, RCU
         seen.append(r)
@@ -158,8 +173,10 @@ def encode_gap(gap: Gap) -> tuple:
     return (GAP, gap.index, gap.cpu, gap.ts, gap.count)
 
 
-def decode(item: tuple) -> OpRecord | Gap:
+def decode(item: tuple) -> OpRecord | Gap | Note:
     """The record an encoded tuple stands for."""
     if item[0] == GAP:
         return Gap(*item[1:])
+    if item[0] == NOTE:
+        return Note(*item[1:])
     return tuple.__new__(OpRecord, item)  # type: ignore[call-overload,no-any-return]

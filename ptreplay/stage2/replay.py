@@ -49,8 +49,13 @@ from ptreplay.stage2.compare import Comparer, Difference, differences, merge
 from ptreplay.stage2.feed import Feed
 from ptreplay.stage2.kernels import KernelInfo
 from ptreplay.stage2.operations import CONCURRENT, NO_ENTRY, UNCERTAIN_FLAGS, Gap, Root
-from ptreplay.stage2.platform import Feature, PlatformEvidence, PlatformFeatures
-from ptreplay.stage2.records import OpRecord
+from ptreplay.stage2.platform import (
+    Feature,
+    PlatformEvidence,
+    PlatformFeatures,
+    features_from_dmesg,
+)
+from ptreplay.stage2.records import Note, OpRecord
 from ptreplay.stage2.rootmodel import RootModel
 from ptreplay.stage2.source import TLBI_PROBES, Stage2Trace
 
@@ -202,12 +207,16 @@ class _Engine:
     # --- addresses -------------------------------------------------------------------------
 
     def _offset(self, va: int) -> int:
-        """``VA - PA`` of table pages: the top 16 bits of the first one seen (the linear
-        map's base, 0xffff000000000000 with 48-bit VAs), so that a table page's address
-        in the model is its kernel virtual address without them."""
+        """``VA - PA`` of table pages: the kernel's own linear-map offset when the replay
+        learnt it before starting (table pages then have their real PAs), else the top 16
+        bits of the first one seen (the linear map's base, 0xffff000000000000 with 48-bit
+        VAs), so that a table page's address in the model is its kernel virtual address
+        without them."""
         if self.linear_offset is None:
-            self.linear_offset = va & ~((1 << 48) - 1)
+            known = self.replay.kernel_linear_offset
+            self.linear_offset = known if known is not None else va & ~((1 << 48) - 1)
             self.comparer = Comparer(self.linear_offset, self.kinds)
+            self.comparer.cmo_offset = known
         return self.linear_offset
 
     def _fresh(self, npages: int) -> int:
@@ -219,10 +228,13 @@ class _Engine:
 
     # --- records --------------------------------------------------------------------------
 
-    def process(self, rec: OpRecord | Gap, out: list[ReplayStep | Gap]) -> None:
+    def process(self, rec: OpRecord | Gap | Note, out: list[ReplayStep | Gap]) -> None:
         """Replay one record; appends to ``out`` the steps it completes (an init waits for
         the next operation of its root, which gives its geometry)."""
-        if type(rec) is Gap:
+        if type(rec) is not OpRecord:
+            if type(rec) is Note:
+                self.replay._note(rec)  # type: ignore[arg-type]
+                return
             for live in self.models.values():
                 live.forget()
             self._count("gaps")
@@ -344,7 +356,8 @@ class _Engine:
         model = RootModel(op.root, self.profile, self.platform,
                           self._offset(first or 0), self._fresh, known=True)
         flags = int(op.args.get("flags", 0) or 0)
-        ret = model.init(flags, first, size, None, None, allocs)
+        ret = model.init(flags, first, size, None, None, allocs,
+                         int(op.args.get("force_pte_cb", 0) or 0))
         effects = model.take_effects()
         self.models[op.root] = model
         step = self._compare(op, model, effects, ret, op.first_index)
@@ -462,6 +475,15 @@ class Replay:
                                      if cfg.vhe is not None else None)
         self._scout: _Engine | None = None
         self._open = False
+        #: the kernel's linear-map offset (``VA - PA``), when the trace showed it before the
+        #: replay started (cache maintenance of a mapped page, a table descriptor stored).
+        self.kernel_linear_offset: int | None = None
+        # Entry stores compare table descriptors, which hold table pages' real PAs: the
+        # model's table pages must have them too, so the offset is needed first.
+        self._needs_linear = trace.has_event("stage2_pte_store")
+        self._boot_log: list[str] = []
+        #: hardware AF management as the trace's boot-log lines say it, if they do.
+        self.hw_af_marker: Feature | None = None
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -516,8 +538,11 @@ class Replay:
                     assert engine is not None
                     engine.process(rec, out)
                     continue
-                held.append(rec)
-                self._scout_op(rec)
+                if type(rec) is Note:
+                    self._note(rec)  # type: ignore[arg-type]
+                else:
+                    held.append(rec)
+                    self._scout_op(rec)
                 if self._decided() or len(held) >= self.config.lookahead:
                     self._start()
                     engine = self.engine
@@ -547,11 +572,15 @@ class Replay:
     # --- platform ----------------------------------------------------------------------------
 
     def _decided(self) -> bool:
-        return self._fwb is not None and self._vhe is not None
+        return (self._fwb is not None and self._vhe is not None
+                and (self.kernel_linear_offset is not None or not self._needs_linear))
 
     def _scout_op(self, rec: OpRecord | Gap) -> None:
         """Before the replay starts: observe the platform, and run the scratch model to find
         the first operation that shows FWB or the visibility of TLB invalidations."""
+        if type(rec) is Note:
+            self._note(rec)  # type: ignore[arg-type]
+            return
         if type(rec) is not OpRecord:
             if self._scout is not None:
                 self._scout.process(rec, [])
@@ -573,6 +602,8 @@ class Replay:
     def _decide(self, step: ReplayStep) -> None:
         op = step.op
         seen = op.seen
+        if self.kernel_linear_offset is None:
+            self._learn_linear(step)
         if self._fwb is None and op.kind in ("unmap", "flush") and \
                 "cmo:dcache_clean_inval_poc" in self.trace.observable(tlbi=False):
             cleans = any(type(e) is Cmo and e.kind == "dcache_clean_inval_poc"
@@ -598,6 +629,48 @@ class Replay:
                                     "and its probes did not fire (they run at EL2: nVHE)",
                                     op.first_index)
 
+    def _note(self, note: Note) -> None:
+        """A ``trace_marker`` line: the machine's boot-log lines about its platform (what a
+        capture script or ``ptreplay gen`` writes there) decide what they name."""
+        text = note.text.strip()
+        if not ("CPU features: detected:" in text or ("kvm [" in text and "mode" in text)):
+            return
+        self._boot_log.append(text)
+        if not any("kvm [" in line for line in self._boot_log):
+            return  # the platform block ends with KVM's mode line
+        found = features_from_dmesg("\n".join(self._boot_log))
+        where = "the machine's boot-log lines in the trace (trace_marker)"
+        if self.config.fwb is None:
+            self._fwb = Feature("fwb", found["fwb"], "trace", where, note.index)
+        if self.config.vhe is None:
+            self._vhe = Feature("vhe", found["vhe"], "trace", where, note.index)
+        if self.config.hw_af is None:
+            self.hw_af_marker = Feature("hw_af", found["hw_af"], "trace", where, note.index)
+            if self.engine is not None:
+                self.engine.hw_af = found["hw_af"]
+
+    def _learn_linear(self, step: ReplayStep) -> None:
+        """The kernel's linear-map offset, from the scratch model's first cache maintenance
+        of a mapped page or first table descriptor that the trace shows too."""
+        scout = self._scout
+        assert scout is not None
+        if scout.comparer is not None and scout.comparer.cmo_offset is not None:
+            self.kernel_linear_offset = scout.comparer.cmo_offset
+            return
+        model = step.model
+        if model is None or not self._needs_linear:
+            return
+        off = model.m.linear_offset
+        mask = self.granule.pte_addr_mask
+        pages = model.m.pages
+        stored = {r[2]: r[3][1] for r in step.op.seen if r[0] == "pte"}
+        for e in step.predicted:
+            if type(e) is Pte and e.new & 3 == 3 and (e.new & mask) + off in pages:
+                seen_new = stored.get(e.ptep + off)
+                if seen_new is not None and seen_new & ~mask == e.new & ~mask:
+                    self.kernel_linear_offset = (e.new & mask) + off - (seen_new & mask)
+                return
+
     def _start(self) -> None:
         cfg = self.config
         inferred = self.evidence.infer(self.kernel.series, {"hw_af": cfg.hw_af})
@@ -610,7 +683,11 @@ class Replay:
             vhe = Feature("vhe", False, "assumed", "the trace had not shown it when the replay "
                           "started: TLB invalidations assumed invisible")
         hw_af = inferred.hw_af
-        if cfg.hw_af is None:
+        hw_af_mode = cfg.hw_af
+        if cfg.hw_af is None and self.hw_af_marker is not None:
+            hw_af = self.hw_af_marker
+            hw_af_mode = hw_af.value
+        elif cfg.hw_af is None:
             hw_af = Feature("hw_af", None, "per leaf", "adopted where the trace shows the "
                             "hardware set AF, while no access-flag fault was handled")
         self.platform = PlatformFeatures(fwb=fwb, hw_af=hw_af, tlb_range=inferred.tlb_range,
@@ -619,7 +696,7 @@ class Replay:
         model_platform = Platform(granule=self.granule, fwb=bool(fwb.value),
                                   hw_af=bool(cfg.hw_af) if cfg.hw_af is not None else True)
         self.engine = _Engine(self, model_platform, self.trace.observable(tlbi=bool(vhe.value)),
-                              cfg.hw_af)
+                              hw_af_mode)
         self._scout = None
 
     def _finish(self) -> None:
@@ -636,7 +713,7 @@ class Replay:
         for f in (self.platform.fwb, self.platform.vhe):
             lines.append(f.describe())
         adopted = self.adopted
-        if self.config.hw_af is not None:
+        if self.config.hw_af is not None or self.hw_af_marker is not None:
             lines.append(self.platform.hw_af.describe())
         elif self.first_mkyoung is not None:
             lines.append("hw_af=no (trace: the kernel handled an access-flag fault (mkyoung), "

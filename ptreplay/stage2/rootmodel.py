@@ -54,6 +54,7 @@ from ptreplay.model.geometry import (
 )
 from ptreplay.model.memory import Machine, Memcache, OracleMmOps, Platform
 from ptreplay.model.profiles import Profile
+from ptreplay.model.pte import KVM_PGTABLE_S2_IDMAP
 from ptreplay.model.structs import EAGAIN, KvmArch, KvmPgtable
 from ptreplay.stage2.compare import PageCount
 
@@ -62,6 +63,11 @@ __all__ = ["ReplayMmOps", "Regions", "RootModel", "geometry_for_pgd_size", "AF"]
 #: ``KVM_PTE_LEAF_ATTR_LO_S2_AF``.
 AF = 1 << 10
 _U64 = (1 << 64) - 1
+
+def _always(addr: int, end: int, prot: int) -> bool:
+    """A ``force_pte_cb`` that forces page mappings everywhere."""
+    return True
+
 
 def _mc(value: int) -> Memcache | None:
     """The ``mc`` argument: a memory cache (its contents are the trace's allocations),
@@ -237,12 +243,24 @@ class RootModel:
     # --- lifecycle --------------------------------------------------------------------
 
     def init(self, flags: int, pgd: int | None, size: int | None, ia_bits: int | None,
-             start_level: int | None, allocs: list[int | None]) -> int:
+             start_level: int | None, allocs: list[int | None],
+             force_pte_cb: int = 0) -> int:
         """``__kvm_pgtable_stage2_init()`` with the pgd the kernel allocated.
 
+        :param flags: ``enum kvm_pgtable_stage2_flags`` as the caller passed them. With
+            ``KVM_PGTABLE_S2_IDMAP`` the table is pKVM's host stage-2, whose mm_ops have
+            no cache-maintenance callbacks (6.1: arch/arm64/kvm/hyp/nvhe/mem_protect.c,
+            ``host_kvm.mm_ops`` at line 93, initialised with ``KVM_HOST_S2_FLAGS``, line
+            22 and 134); every other caller passes ``kvm_s2_mm_ops``, which has them.
         :param size: the pgd's size from ``zalloc_pages_exact``, when observed.
         :param ia_bits: / ``start_level``: the table's geometry when known.
+        :param force_pte_cb: the callback's address (0: none). The trace cannot show what
+            the callback decides; a non-zero one is taken to force page mappings always
+            (the oracle harness's ``force_pte``, which ``ptreplay gen`` follows).
         """
+        if flags & KVM_PGTABLE_S2_IDMAP:
+            self.mm_ops.dcache_clean_inval_poc = None
+            self.mm_ops.icache_inval_pou = None
         g = self.granule
         if ia_bits is None or start_level is None:
             geo = geometry_for_pgd_size(size, g) if size else None
@@ -253,8 +271,9 @@ class RootModel:
         self.arch.mmu.pgt = pgt
         self.mm_ops.begin(allocs)
         if self.m.profile.has_force_pte_cb:
+            cb = _always if force_pte_cb else None
             ret = getattr(stage2, "__kvm_pgtable_stage2_init")(pgt, self.arch.mmu, self.mm_ops,
-                                                               flags, None)
+                                                               flags, cb)
         else:
             ret = stage2.kvm_pgtable_stage2_init_flags(pgt, self.arch, self.mm_ops, flags)
         if ret == 0:

@@ -36,6 +36,7 @@ __all__ = [
     "OBSERVABLE_BY_PROBE",
     "TLBI_PROBES",
     "CONTEXTS_READ",
+    "MARKER",
 ]
 
 
@@ -54,6 +55,10 @@ class ScanEvent(NamedTuple):
     fields: dict[str, Any]
 
 
+#: The ftrace event of a ``trace_marker`` write: a capture script (or ``ptreplay gen``)
+#: writes the machine's boot-log lines about the platform there.
+MARKER = "print"
+
 #: Callers and tracepoints read for their attribution value (root -> VM, mmu); the
 #: other context events (guest faults, MMU notifiers' hva tracepoints ...) only name
 #: why an operation ran and are skipped.
@@ -71,6 +76,7 @@ OBSERVABLE_BY_PROBE: dict[str, tuple[str, ...]] = {
     "cmo:dcache_clean_inval_poc": ("clean_dcache_guest_page",),
     "cmo:icache_inval_pou": ("invalidate_icache_guest_page",),
     "cmo:__flush_dcache_area": ("__flush_dcache_area",),
+    "pte": ("stage2_pte_store",),  # ptreplay's instrumentation tracepoint (docs/synth.md)
 }
 
 #: The TLB invalidation probes (they fire only where the helpers run at EL1: VHE).
@@ -98,8 +104,11 @@ class Stage2Trace:
         self._names: set[str] = set()
         handlers = OperationBuilder(self.page_size)._handlers
         for ev_id in formats.ids():
-            _system, name = formats.name_of(ev_id)
+            system, name = formats.name_of(ev_id)
             self._names.add(name)
+            if system == "ftrace" and name == MARKER:
+                self.fields[name] = ("common_pid", "buf")
+                continue
             if name not in handlers or (name in _CONTEXTS and name not in CONTEXTS_READ):
                 continue
             fmt = formats.get(ev_id)
