@@ -78,7 +78,7 @@ def timing(trace: Path, repeat: int, jobs: int) -> int:
 
 def generate(events: int, out: Path) -> bool:
     """``ptreplay gen --random`` of about ``events`` events, if the command exists."""
-    cmd = [sys.executable, "-m", "ptreplay", "gen", "--random", str(events), "--seed", "1",
+    cmd = [sys.executable, "-m", "ptreplay", "gen", "--random", str(events), "--seed", "1", "-q",
            "-o", str(out)]
     probe = subprocess.run([sys.executable, "-m", "ptreplay", "gen", "--help"],
                            capture_output=True)
@@ -109,7 +109,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--long", type=Path, help="a trace about 10x longer than TRACE")
-    ap.add_argument("--gen-events", type=int, default=100_000,
+    ap.add_argument("--gen-events", type=int, default=20_000,
                     help="operations of the shorter generated trace")
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()

@@ -83,6 +83,7 @@ _ARGS = {kind: frozenset(names) for kind, names in {
 _ALLOCATING = frozenset(["map", "set_owner"])
 _AF_REVEALED = frozenset(["mkold", "mkyoung", "is_young", "map"])
 _UNSURE = UNCERTAIN_FLAGS | {CONCURRENT}
+_MAX_ADOPTIONS_KEPT = 4096
 _TOP = 1 << 64
 
 
@@ -198,6 +199,9 @@ class _Engine:
         self.stats: dict[str, int] = {}
         #: adoptions of a hardware-set AF: (op ordinal, entry PA, root id, timestamp).
         self.adopted: list[tuple[int, int, int, int | None]] = []
+        #: how many there were (the list keeps the first ones: they matter only until the
+        #: trace says whether the CPU manages AF, and memory must not grow with the trace).
+        self.adoptions = 0
         self._fresh_next = 0
         self._pending_init: dict[int, ReplayStep] = {}
         #: maps with and without a memory cache.
@@ -307,7 +311,9 @@ class _Engine:
                      or self.replay.first_mkyoung > index)):
             hw = model.adopt_af(kind, args["addr"], op.ret, index)
             if hw is not None:
-                self.adopted.append((index, hw.ptep, root_id, op.ts))
+                self.adoptions += 1
+                if len(self.adopted) < _MAX_ADOPTIONS_KEPT:
+                    self.adopted.append((index, hw.ptep, root_id, op.ts))
         allocs = ([r[2] for r in op.seen if r[0] == "alloc" or r[0] == "alloc_fail"]
                   if kind in _ALLOCATING else [])
         ret = model.run(kind, args, allocs)
@@ -713,17 +719,18 @@ class Replay:
         for f in (self.platform.fwb, self.platform.vhe):
             lines.append(f.describe())
         adopted = self.adopted
+        engine = self.engine
         if self.config.hw_af is not None or self.hw_af_marker is not None:
             lines.append(self.platform.hw_af.describe())
         elif self.first_mkyoung is not None:
             lines.append("hw_af=no (trace: the kernel handled an access-flag fault (mkyoung), "
                          f"ts {self.first_mkyoung_ts})")
         elif adopted:
-            lines.append(f"hw_af=yes (trace: the hardware set the access flag of {len(adopted)} "
+            count = engine.adoptions if engine is not None else len(adopted)
+            lines.append(f"hw_af=yes (trace: the hardware set the access flag of {count} "
                          f"aged leaves again, first at ts {adopted[0][3]})")
         else:
             lines.append("hw_af=unknown (trace: no aged leaf was seen young again)")
-        engine = self.engine
         with_mc = engine.maps_with_mc if engine is not None else 0
         total = with_mc + (engine.maps_without_mc if engine is not None else 0)
         lines.append(f"mc=per operation ({with_mc} of {total} maps passed a memory cache)")

@@ -230,8 +230,6 @@ class RootModel:
         self.walked = False
         #: model addresses of leaf entries whose AF the hardware may have set.
         self.af_unknown: set[int] = set()
-        #: hardware AF stores adopted: (op index, entry PA).
-        self.adopted: list[tuple[int, int]] = []
         self.destroyed = False
         #: the pgd's address in the model (kernel virtual address - linear offset).
         self.pgd_pa: int | None = None
@@ -437,5 +435,4 @@ class RootModel:
         page = ptep & ~(self.granule.page_size - 1)
         self.m.pages[page][(ptep - page) >> 3] = pte | AF
         self.af_unknown.discard(pa)
-        self.adopted.append((index, pa))
         return Pte(pa, pte, pte | AF, "hw")
