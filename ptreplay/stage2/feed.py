@@ -95,6 +95,16 @@ def _produce(st: Stage2Trace, emit: Callable[[list[tuple], int], None],
     return n, builder
 
 
+def _widen(conn: Any) -> None:
+    """Give the pipe a larger buffer (Linux: up to /proc/sys/fs/pipe-max-size), so that
+    the reader can run ahead of the replay by more than a batch or two."""
+    try:
+        import fcntl
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ImportError, ValueError):
+        pass
+
+
 def _root_tuple(r: Root) -> tuple:
     return (r.id, r.pgt, r.pgd, r.mmu, r.vm, r.ia_bits, r.start_level, r.init_seen,
             r.first_index, r.destroy_seen, r.retired)
@@ -192,6 +202,7 @@ class Feed:
     def _remote(self) -> Iterator[list[OpRecord | Gap | Note]]:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
+        _widen(send)
         proc = ctx.Process(target=_child, args=(self.trace.source, send), daemon=True)
         proc.start()
         send.close()
