@@ -242,7 +242,7 @@ class _Engine:
             for live in self.models.values():
                 live.forget()
             self._count("gaps")
-            out.append(rec)
+            out.append(rec)  # type: ignore[arg-type]
             return
         op: OpRecord = rec  # type: ignore[assignment]
         kind = op.kind
@@ -518,7 +518,7 @@ class Replay:
         :class:`~ptreplay.stage2.operations.Gap` where events were lost), in the order
         the operations completed (an init as late as the next operation of its root)."""
         feed = Feed(self.trace, self.config.jobs, self.progress)
-        held: deque[OpRecord | Gap] | None = deque()
+        held: deque[OpRecord | Gap] | None = deque()  # before the replay starts
         if self._decided():
             self._start()
             held = None
@@ -547,8 +547,8 @@ class Replay:
                 if type(rec) is Note:
                     self._note(rec)  # type: ignore[arg-type]
                 else:
-                    held.append(rec)
-                    self._scout_op(rec)
+                    held.append(rec)  # type: ignore[arg-type]
+                    self._scout_op(rec)  # type: ignore[arg-type]
                 if self._decided() or len(held) >= self.config.lookahead:
                     self._start()
                     engine = self.engine
