@@ -149,3 +149,12 @@ def test_help_has_examples() -> None:
     for cmd in ("check", "replay"):
         out = _cli(cmd, "--help")
         assert out.returncode == 0 and "Examples" in out.stdout
+
+
+def test_one_process_or_two_same_report(tmp_path: Path, events: list) -> None:
+    """The reader process changes nothing: byte-identical reports, run after run."""
+    where = _op_events(events, "kvm_pgtable_stage2_map", "kvm_host_get_page")[0]
+    bad = write_variant(VHE, tmp_path / "bad.dat", 0, N, drop={where})
+    outs = [_cli("check", str(bad), "--quiet", "--format", "json", "--jobs", j).stdout
+            for j in ("1", "2", "2")]
+    assert outs[0] == outs[1] == outs[2] and '"divergence-effect"' in outs[0]
