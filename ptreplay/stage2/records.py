@@ -163,9 +163,10 @@ def encode(op: Any) -> tuple:
         index.append(o.index)
         tss.append(o.ts)
     f = op.entry_fields
+    flags = op.flags
     return (op.kind, op.func, op.cpu, op.pid, op.root, op.pgt, op.pgd, mmu, op.vm,
             f.get("ia_bits"), f.get("start_level"), op.ret, op.ts, op.ts_return, op.index,
-            op.index_return, tuple(sorted(op.flags)), op.args, seen, index, tss)
+            op.index_return, tuple(sorted(flags)) if flags else (), op.args, seen, index, tss)
 
 
 def encode_gap(gap: Gap) -> tuple:

@@ -387,12 +387,11 @@ class _Engine:
                                        or (int(obs) - int(ret)) % _TOP != 0)
         stats = self.stats
         stats[op.kind] = stats.get(op.kind, 0) + 1
-        if comparer.cmo_offset is not None:
-            same, queries = comparer.matches(effects, seen)
-            if same:  # the common case: the merged stream is the prediction
-                return ReplayStep(op, model, effects, ret, seen, None, None,
-                                  ret_diverges=ret_diverges,
-                                  effects_only_queries=len(effects) == queries)
+        same, queries = comparer.matches(effects, seen)
+        if same:  # the common case: the merged stream is the prediction
+            return ReplayStep(op, model, effects, ret, seen, None, None,
+                              ret_diverges=ret_diverges,
+                              effects_only_queries=len(effects) == queries)
         pseen, where = comparer.predicted(effects)
         if comparer.cmo_offset is None:
             comparer.learn_cmo_offset(pseen, seen, op.seen_index)
