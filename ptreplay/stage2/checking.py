@@ -359,5 +359,5 @@ def run_trace(stream: IO[bytes], source: str, options: CheckOptions) -> CheckRun
     config = options.replay or ReplayConfig()
     run = check_trace(source, config, progress=options.progress)
     checker = run.checker
-    return CheckRun("trace", run.findings, run.steps, checker.shadow, checker.profile,
-                    run.replay.profile.name, run.notes, fwb=dict(checker.fwb))
+    return CheckRun("trace", run.findings, run.replay.events_read, checker.shadow,
+                    checker.profile, run.replay.profile.name, run.notes, fwb=dict(checker.fwb))
