@@ -42,6 +42,7 @@ __all__ = [
     "KVM_PGTABLE_PROT_W",
     "KVM_PGTABLE_PROT_R",
     "KVM_PGTABLE_PROT_DEVICE",
+    "KVM_PGTABLE_PROT_NORMAL_NC",
     "KVM_PGTABLE_PROT_SW0",
     "KVM_PGTABLE_PROT_SW1",
     "KVM_PGTABLE_PROT_SW2",
@@ -52,6 +53,10 @@ __all__ = [
     "MT_S2_DEVICE_nGnRE",
     "MT_S2_FWB_NORMAL",
     "MT_S2_FWB_DEVICE_nGnRE",
+    "MT_S2_NORMAL_NC",
+    "MT_S2_FWB_NORMAL_NC",
+    "KVM_INVALID_PTE_LOCKED",
+    "TLBI_TTL_UNKNOWN",
     "PAGE_S2_MEMATTR",
     "genmask",
     "kvm_pte_valid",
@@ -106,6 +111,7 @@ KVM_PGTABLE_PROT_X = 1 << 0
 KVM_PGTABLE_PROT_W = 1 << 1
 KVM_PGTABLE_PROT_R = 1 << 2
 KVM_PGTABLE_PROT_DEVICE = 1 << 3
+KVM_PGTABLE_PROT_NORMAL_NC = 1 << 4  # 6.12
 KVM_PGTABLE_PROT_SW0 = 1 << 55
 KVM_PGTABLE_PROT_SW1 = 1 << 56
 KVM_PGTABLE_PROT_SW2 = 1 << 57
@@ -120,6 +126,16 @@ MT_S2_NORMAL = 0xF
 MT_S2_DEVICE_nGnRE = 0x1  # noqa: N816 - the kernel's name
 MT_S2_FWB_NORMAL = 6
 MT_S2_FWB_DEVICE_nGnRE = 1  # noqa: N816 - the kernel's name
+# ... and Normal non-cacheable (6.12's KVM_PGTABLE_PROT_NORMAL_NC)
+MT_S2_NORMAL_NC = 0x5
+MT_S2_FWB_NORMAL_NC = 5
+
+#: ``KVM_INVALID_PTE_LOCKED`` (6.12): an invalid entry in the middle of a
+#: break-before-make (bit 10; owner ids live in bits 9:2).
+KVM_INVALID_PTE_LOCKED = 1 << 10
+
+#: ``TLBI_TTL_UNKNOWN`` (6.12 asm/tlbflush.h, ``INT_MAX``): "no level hint".
+TLBI_TTL_UNKNOWN = 0x7FFF_FFFF
 
 
 def PAGE_S2_MEMATTR(normal: bool, has_fwb: bool) -> int:  # noqa: N802 - the kernel's macro
