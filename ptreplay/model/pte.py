@@ -1,10 +1,10 @@
 """Stage-2 descriptor encoding: the ``KVM_PTE_*`` bits and the pure PTE helpers.
 
 Mirrors the descriptor definitions at the top of ``arch/arm64/kvm/hyp/pgtable.c``
-and ``asm/kvm_pgtable.h`` (5.13 and 6.1): valid/table/block/page descriptors,
+and ``asm/kvm_pgtable.h`` (5.13, 6.1 and 6.12): valid/table/block/page descriptors,
 the stage-2 leaf attributes (MemAttr, S2AP, SH, AF, XN, software bits), the
 owner annotation of invalid entries (``KVM_INVALID_PTE_OWNER_MASK``, whose
-position is a profile fact: bits 63:56 in 5.13, 9:2 in 6.1), and the helpers
+position is a profile fact: bits 63:56 in 5.13, 9:2 from 6.1 on), and the helpers
 that only look at a value: ``kvm_pte_valid``, ``kvm_pte_table``,
 ``kvm_pte_to_phys``, ``kvm_phys_to_pte``, ``kvm_init_valid_leaf_pte``,
 ``kvm_init_invalid_leaf_owner``, ``stage2_pte_needs_update``,
