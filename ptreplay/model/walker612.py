@@ -158,7 +158,7 @@ class KvmPgtableWalkData:
     """
 
     __slots__ = ("walker", "start", "addr", "end", "m", "pages", "page_mask", "shifts",
-                 "idx_mask")
+                 "idx_mask", "addr_mask")
 
     def __init__(self, m: Machine, walker: KvmPgtableWalker, start: int, addr: int,
                  end: int) -> None:
@@ -172,6 +172,7 @@ class KvmPgtableWalkData:
         self.page_mask = g.page_mask
         self.shifts = g.granule_shifts  # kvm_granule_shift(level) at [level + 1]
         self.idx_mask = g.ptrs_per_pte - 1
+        self.addr_mask = g.pte_addr_mask
 
 
 # -- asm/kvm_pgtable.h (host object: kvm_pteref_t is __rcu) ---------------------
@@ -304,7 +305,10 @@ def __kvm_pgtable_visit(data: KvmPgtableWalkData, mm_ops: KvmPgtableMmOps, ptere
     After a LEAF or TABLE_PRE visit the entry is read again, so the walk
     descends into a table a LEAF visit installed and not into one a
     TABLE_PRE visit replaced. The C's ``goto out`` is the fall-through to
-    the last test.
+    the last test. The helpers it calls for every entry
+    (``kvm_pgtable_visitor_cb``, ``kvm_pgtable_walk_continue``,
+    ``kvm_pte_table``, ``kvm_pte_follow``, ``kvm_granule_size``) are written
+    out inline, as the compiler inlines them, with their names in comments.
     """
     walker = data.walker
     flags = walker.flags
@@ -316,35 +320,52 @@ def __kvm_pgtable_visit(data: KvmPgtableWalkData, mm_ops: KvmPgtableMmOps, ptere
                              data.end, level, flags)
     ret = 0
     reload = False
-    table = kvm_pte_table(ctx.old, level)
+    last = level == KVM_PGTABLE_LAST_LEVEL
+    table = not last and (ctx.old & 3) == 3  # kvm_pte_table(ctx.old, level)
+    # kvm_pgtable_visitor_cb(): a shared walk must hold the RCU read lock, then walker->cb
+    shared = flags & KVM_PGTABLE_WALK_SHARED
+    # kvm_pgtable_walk_continue(): go on if ret is 0, or -EAGAIN outside a fault handler
+    eagain_stops = flags & KVM_PGTABLE_WALK_HANDLE_FAULT
 
     if table and flags & KVM_PGTABLE_WALK_TABLE_PRE:
-        ret = kvm_pgtable_visitor_cb(data, ctx, KVM_PGTABLE_WALK_TABLE_PRE)
+        if shared and not data.m.rcu_nesting:
+            _warn_unlocked(data.m)
+        ret = walker.cb(ctx, KVM_PGTABLE_WALK_TABLE_PRE)
         reload = True
 
     if not table and flags & KVM_PGTABLE_WALK_LEAF:
-        ret = kvm_pgtable_visitor_cb(data, ctx, KVM_PGTABLE_WALK_LEAF)
+        if shared and not data.m.rcu_nesting:
+            _warn_unlocked(data.m)
+        ret = walker.cb(ctx, KVM_PGTABLE_WALK_LEAF)
         reload = True
 
     # Re-read after the callback: it may have installed or replaced a table.
     if reload:
         ctx.old = table_page[idx]  # READ_ONCE(*ptep)
-        table = kvm_pte_table(ctx.old, level)
+        table = not last and (ctx.old & 3) == 3
 
-    if kvm_pgtable_walk_continue(walker, ret):
+    if not ret or (ret == _EAGAIN and not eagain_stops):
         if not table:
             size = 1 << data.shifts[level + 1]  # kvm_granule_size(level)
             data.addr = (data.addr & ~(size - 1)) + size
         else:
-            childp = kvm_pte_follow(ctx.old, mm_ops)
+            childp = mm_ops.phys_to_virt(ctx.old & data.addr_mask)  # kvm_pte_follow()
             ret = __kvm_pgtable_walk(data, mm_ops, childp, level + 1)
-            if kvm_pgtable_walk_continue(walker, ret) and ctx.flags & KVM_PGTABLE_WALK_TABLE_POST:
-                ret = kvm_pgtable_visitor_cb(data, ctx, KVM_PGTABLE_WALK_TABLE_POST)
+            if (not ret or (ret == _EAGAIN and not eagain_stops)) and \
+                    ctx.flags & KVM_PGTABLE_WALK_TABLE_POST:
+                if shared and not data.m.rcu_nesting:
+                    _warn_unlocked(data.m)
+                ret = walker.cb(ctx, KVM_PGTABLE_WALK_TABLE_POST)
 
     # out:
-    if kvm_pgtable_walk_continue(walker, ret):
+    if not ret or (ret == _EAGAIN and not eagain_stops):
         return 0
     return ret
+
+
+def _warn_unlocked(m: Machine) -> None:
+    """The ``WARN_ON_ONCE`` of ``kvm_pgtable_visitor_cb`` that fired."""
+    m.WARN_ON_ONCE(True, "kvm_pgtable_walk_shared(ctx) && !kvm_pgtable_walk_lock_held()")
 
 
 def __kvm_pgtable_walk(data: KvmPgtableWalkData, mm_ops: KvmPgtableMmOps, pgtable: int,
