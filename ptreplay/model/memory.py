@@ -50,7 +50,6 @@ from ptreplay.effects import (
 )
 from ptreplay.model.geometry import GRANULE_4K, Granule
 from ptreplay.model.profiles import LINUX_6_1, Profile
-from ptreplay.model.structs import KvmMmuMemoryCache
 
 __all__ = [
     "Platform",
@@ -297,8 +296,12 @@ class KvmPgtableMmOps:
         #: the machine whose memory holds the table pages.
         self.m = m
 
-    def zalloc_page(self, arg: Memcache | KvmMmuMemoryCache | None) -> int | None:
-        """Allocate one zeroed page (refcount 1); ``None`` for NULL."""
+    def zalloc_page(self, arg: Memcache | None) -> int | None:
+        """Allocate one zeroed page (refcount 1); ``None`` for NULL.
+
+        ``arg`` is the memcache: a :class:`Memcache`, or anything with its
+        ``take()`` (6.12's split cache, :class:`~ptreplay.model.structs.KvmMmuMemoryCache`).
+        """
         raise NotImplementedError
 
     def zalloc_pages_exact(self, size: int) -> int | None:
@@ -385,7 +388,7 @@ class OracleMmOps(KvmPgtableMmOps):
             m.add_page(page)
             self.refcount[page] = 1
 
-    def zalloc_page(self, arg: Memcache | KvmMmuMemoryCache | None) -> int | None:
+    def zalloc_page(self, arg: Memcache | None) -> int | None:
         """``mm_ops->zalloc_page(mc)``: one page from the memcache's budget."""
         m = self.m
         if arg is not None and not arg.take():
