@@ -108,11 +108,18 @@ def test_cli_prints_the_expected_bytes(profile):
         assert done.stdout == f.read()
 
 
-def test_cli_reads_stdin_and_checks_invariants():
+@pytest.mark.parametrize(("profile", "scenario"), [
+    ("linux-6.1", "scenarios/39_destroy_populated.jsonl"),
+    ("linux-6.12", "scenarios-6.12/605_shared_map_bbm.jsonl"),  # deferred table frees
+    ("linux-6.12-16k", "scenarios-16k/703_16k_split_32m_bbm.jsonl"),
+])
+def test_cli_reads_stdin_and_checks_invariants(profile, scenario):
     require_shared()
-    scenario = (ORACLE / "scenarios" / "39_destroy_populated.jsonl").read_bytes()
-    done = subprocess.run([sys.executable, "-m", "ptreplay", "model", "run", "-", "--check"],
-                          input=scenario, capture_output=True, check=False)
+    text = (ORACLE / scenario).read_bytes()
+    done = subprocess.run([sys.executable, "-m", "ptreplay", "model", "run", "-", "--check",
+                           "--profile", profile],
+                          input=text, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr
-    with gzip.open(ORACLE / "expected" / "linux-6.1" / "39_destroy_populated.jsonl.gz") as f:
+    name = scenario.split("/")[1]
+    with gzip.open(ORACLE / "expected" / profile / f"{name}.gz") as f:
         assert done.stdout == f.read()
