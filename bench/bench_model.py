@@ -9,6 +9,12 @@ are produced as records into a list (``list.append`` sink, cleared after each
 operation, like the scenario runner); ``--format`` also turns each one into
 its oracle JSON line.
 
+With ``--profile linux-6.12`` the same stream runs through 6.12's code:
+maps are KVM fault-path maps (``SHARED | HANDLE_FAULT`` walks), mkold and
+is_young are ``test_clear_young`` of the page, and every operation ends
+with the RCU grace period (``m.rcu_barrier()``), as in the oracle.
+``linux-6.12-16k`` uses 16 KiB pages (regions of 32 MiB).
+
 Prints operations per second, the ratio to the 100,000 ops/s target, a
 yardstick in the same run (the same operation stream applied to a flat dict
 of IPA -> entry, no tables and no effects: the cost floor of Python
@@ -25,6 +31,7 @@ import random
 import resource
 import sys
 import time
+from typing import Any
 
 from ptreplay.effects import effect_to_json
 from ptreplay.model import (
@@ -34,24 +41,25 @@ from ptreplay.model import (
     Platform,
     get_profile,
     new_stage2,
+    stage2_code,
     stage2_vtcr,
 )
-from ptreplay.model import stage2 as s2
 from ptreplay.model.pte import KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_W, KVM_PGTABLE_PROT_X
+from ptreplay.model.walker612 import KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED
 
-PAGE = 4096
 TARGET = 100_000
 KINDS = ("map", "map", "map", "unmap", "unmap", "set_owner", "wrprotect", "relax_perms",
          "mkyoung", "mkold", "is_young", "flush")
 
 
-def make_ops(n: int, seed: int) -> list[tuple[str, int, int]]:
+def make_ops(n: int, seed: int, page_shift: int = 12) -> list[tuple[str, int, int]]:
     """A block of ``n`` random single-page operations over the working set."""
     rng = random.Random(seed)
-    regions = [rng.randrange(0, 1 << (40 - 21)) << 21 for _ in range(64)]
+    block_shift = 2 * page_shift - 3  # a level-2 entry
+    regions = [rng.randrange(0, 1 << (40 - block_shift)) << block_shift for _ in range(64)]
     ops = []
     for _ in range(n):
-        ipa = rng.choice(regions) + rng.randrange(512) * PAGE
+        ipa = rng.choice(regions) + (rng.randrange(512) << page_shift)
         ops.append((rng.choice(KINDS), ipa, rng.randrange(8)))
     return ops
 
@@ -65,9 +73,13 @@ def rss_kib() -> int:
 def run_model(ops: list[tuple[str, int, int]], total: int, profile: str, fmt: bool,
               checkpoints: set[int]) -> tuple[float, list[str]]:
     effects: list = []
-    m = Machine(get_profile(profile), Platform(), effects.append)
+    prof = get_profile(profile)
+    g = prof.granule
+    page = g.page_size
+    s2: Any = stage2_code(prof)
+    m = Machine(prof, Platform(granule=g), effects.append)
     mm_ops = OracleMmOps(m, arena_size=1 << 44)  # the harness's 1 GiB would run out
-    ret, pgt = new_stage2(m, mm_ops, stage2_vtcr(40))
+    ret, pgt = new_stage2(m, mm_ops, stage2_vtcr(40, granule=g))
     assert ret == 0
     mc = Memcache()
     prots = [KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W,
@@ -78,9 +90,26 @@ def run_model(ops: list[tuple[str, int, int]], total: int, profile: str, fmt: bo
     wrprotect = s2.kvm_pgtable_stage2_wrprotect
     relax = s2.kvm_pgtable_stage2_relax_perms
     mkyoung = s2.kvm_pgtable_stage2_mkyoung
-    mkold = s2.kvm_pgtable_stage2_mkold
-    is_young = s2.kvm_pgtable_stage2_is_young
     flush = s2.kvm_pgtable_stage2_flush
+    if prof.shared_walks:  # 6.12: fault-path maps, test_clear_young, RCU grace periods
+        fault = KVM_PGTABLE_WALK_SHARED | KVM_PGTABLE_WALK_HANDLE_FAULT
+        young = s2.kvm_pgtable_stage2_test_clear_young
+        map612 = s2.kvm_pgtable_stage2_map
+
+        def stage2_map(pgt, addr, size, phys, prot, mc):  # type: ignore[no-untyped-def]
+            return map612(pgt, addr, size, phys, prot, mc, fault)
+
+        def mkold(pgt, addr):  # type: ignore[no-untyped-def]
+            return young(pgt, addr, 1, True)
+
+        def is_young(pgt, addr):  # type: ignore[no-untyped-def]
+            return young(pgt, addr, 1, False)
+
+        rcu_barrier = m.rcu_barrier
+    else:
+        mkold = s2.kvm_pgtable_stage2_mkold
+        is_young = s2.kvm_pgtable_stage2_is_young
+        rcu_barrier = None
     notes = []
     nblock = len(ops)
     lines = 0
@@ -88,13 +117,13 @@ def run_model(ops: list[tuple[str, int, int]], total: int, profile: str, fmt: bo
     for i in range(total):
         kind, ipa, r = ops[i % nblock]
         if kind == "map":
-            stage2_map(pgt, ipa, PAGE, 0x80_0000_0000 + ipa, prots[r % 3], mc)
+            stage2_map(pgt, ipa, page, 0x80_0000_0000 + ipa, prots[r % 3], mc)
         elif kind == "unmap":
-            unmap(pgt, ipa, PAGE)
+            unmap(pgt, ipa, page)
         elif kind == "set_owner":
-            set_owner(pgt, ipa, PAGE, mc, r & 1)
+            set_owner(pgt, ipa, page, mc, r & 1)
         elif kind == "wrprotect":
-            wrprotect(pgt, ipa, PAGE)
+            wrprotect(pgt, ipa, page)
         elif kind == "relax_perms":
             relax(pgt, ipa, prots[r % 3])
         elif kind == "mkyoung":
@@ -104,7 +133,9 @@ def run_model(ops: list[tuple[str, int, int]], total: int, profile: str, fmt: bo
         elif kind == "is_young":
             is_young(pgt, ipa)
         else:
-            flush(pgt, ipa, PAGE)
+            flush(pgt, ipa, page)
+        if rcu_barrier is not None:
+            rcu_barrier()
         if fmt:
             for e in effects:
                 effect_to_json(e)
@@ -115,6 +146,7 @@ def run_model(ops: list[tuple[str, int, int]], total: int, profile: str, fmt: bo
                          f"RSS {rss_kib() / 1024:6.1f} MiB, {lines:,} effects so far")
     elapsed = time.perf_counter() - t0
     s2.kvm_pgtable_stage2_destroy(pgt)
+    m.rcu_barrier()
     assert not mm_ops.live_pages()
     return elapsed, notes
 
@@ -152,7 +184,7 @@ def main() -> None:
     ap.add_argument("--cprofile", action="store_true", help="run under cProfile, print top 25")
     args = ap.parse_args()
 
-    ops = make_ops(1 << 16, seed=4)
+    ops = make_ops(1 << 16, seed=4, page_shift=get_profile(args.profile).granule.page_shift)
     checkpoints = {args.ops // 10, args.ops // 2, args.ops}
     print(f"model: {args.ops:,} single-page ops, {args.profile}, 40-bit IPA, sink list.append"
           f"{' + JSON formatting' if args.format else ''}")

@@ -101,3 +101,57 @@ def test_numbers_are_echoed_as_written_and_read_like_strtoull(tmp_path, capsys):
     assert out[3].startswith('{"ev":"info","ia_bits":40,')
     assert out[4] == ('{"op":"map","addr":4096,"size":"4096","phys":"0X100001000",'
                       '"prot":["R"],"ret":0}')
+
+
+SPLIT = '{"op":"split","addr":"0x200000","size":"0x200000"}'
+CASES_612 = {
+    "unknown_map_flag": ([INIT, MAP[:-1] + ',"flags":["SHARED","QUICK"]}'], 2,
+                         "unknown flag \"QUICK\""),
+    "map_flags_not_array": ([INIT, MAP[:-1] + ',"flags":"SHARED"}'], 2, "expected an array"),
+    "tlb_range_not_bool": (['{"op":"init","tlb_range":"yes"}'], 1,
+                           "tlb_range: expected true or false"),
+    "split_before_init": ([SPLIT], 1, "split before init"),
+    "split_bad_mc_pages": ([INIT, SPLIT[:-1] + ',"mc_pages":-1}'], 2, "out of range"),
+    "split_missing_size": ([INIT, '{"op":"split","addr":"0x0"}'], 2, "missing field 'size'"),
+    "young_mkold_not_bool": ([INIT, '{"op":"test_clear_young","addr":"0x0","mkold":1}'], 2,
+                             "mkold: expected true or false"),
+    "young_bad_size": ([INIT, '{"op":"test_clear_young","addr":"0x0","size":"x"}'], 2,
+                       "bad number 'x'"),
+}
+
+
+@pytest.mark.parametrize("profile", ["linux-6.12", "linux-6.12-16k"])
+@pytest.mark.parametrize("case", sorted(CASES_612))
+def test_bad_612_scenario_line_exits_2_with_one_line(case, profile, tmp_path, capsys):
+    lines, line_no, what = CASES_612[case]
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["model", "run", str(path), "--profile", profile])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert what in err, err
+    assert err.rstrip().endswith(f"at line {line_no}"), err
+
+
+def test_612_ops_and_names_are_612_only(tmp_path, capsys):
+    """split, test_clear_young and NORMAL_NC are 6.12's; older profiles echo and ignore the
+    6.12 fields (map flags, tlb_range)."""
+    for lines, what in (([INIT, SPLIT], "unknown op 'split'"),
+                        ([INIT, '{"op":"test_clear_young","addr":"0x0"}'],
+                         "unknown op 'test_clear_young'"),
+                        ([INIT, MAP.replace('"W"', '"NORMAL_NC"')], "unknown prot \"NORMAL_NC\"")):
+        path = tmp_path / "s.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(SystemExit) as exc:
+            main(["model", "run", str(path), "--profile", "linux-6.1"])
+        assert exc.value.code == 2
+        assert what in capsys.readouterr().err
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"op":"init","tlb_range":"ignored"}\n' + MAP[:-1] + ',"flags":[7]}\n')
+    try:
+        main(["model", "run", str(path), "--profile", "linux-6.1"])
+    except SystemExit as exc:
+        assert exc.code in (None, 0)
+    assert '"flags":[7],"ret":0' in capsys.readouterr().out

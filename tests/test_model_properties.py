@@ -11,6 +11,13 @@
 * the effects are a function of the operations only: a second run, with the
   table pages at other virtual addresses (another linear-map offset), emits
   the same records.
+
+The linux-6.12 profiles (4 KiB and 16 KiB granules) are run the same way,
+with their own operations (walk flags on map, split, test_clear_young) and
+the oracle's 6.12 checks after each operation's RCU grace period: no entry
+left ``KVM_INVALID_PTE_LOCKED``, no RCU read section open, no callback
+pending, the leak check after the callbacks; a table handed to
+``free_unlinked_table`` is freed only by its RCU callback.
 """
 
 from __future__ import annotations
@@ -20,17 +27,21 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptreplay.effects import Alloc, Free, Pte, Tlbi
+from ptreplay.effects import Alloc, Free, Pte, Rcu, Tlbi
 from ptreplay.model import (
+    GRANULE_4K,
     Machine,
     Memcache,
     OracleMmOps,
     Platform,
     get_profile,
     new_stage2,
+    stage2_code,
     stage2_vtcr,
 )
 from ptreplay.model import stage2 as s2
+from ptreplay.model import stage2_612 as s612
+from ptreplay.model.geometry import GRANULE_16K, Granule
 from ptreplay.model.pte import (
     KVM_PGTABLE_PROT_DEVICE,
     KVM_PGTABLE_PROT_R,
@@ -41,7 +52,13 @@ from ptreplay.model.pte import (
     KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R,
     KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W,
 )
-from ptreplay.model.state import check_invariants, iter_tables
+from ptreplay.model.state import check_invariants, check_shared_walk_state, iter_tables
+from ptreplay.model.structs import KvmMmuMemoryCache
+from ptreplay.model.walker612 import (
+    KVM_PGTABLE_WALK_HANDLE_FAULT,
+    KVM_PGTABLE_WALK_SHARED,
+    KVM_PGTABLE_WALK_SKIP_CMO,
+)
 
 PAGE, BLOCK_2M, BLOCK_1G = 1 << 12, 1 << 21, 1 << 30
 _ATTR_ONLY = (KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R | KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W
@@ -102,6 +119,10 @@ class BreakBeforeMake:
             if type(e) is Tlbi:
                 if e.kind == "vmid":
                     self.pending.clear()
+                elif e.kind == "vmid_range":
+                    end = e.ipa + (e.pages << g.page_shift)
+                    self.pending = {p: r for p, r in self.pending.items()
+                                    if r[0] + r[1] <= e.ipa or end <= r[0]}
                 else:
                     self.pending = {p: r for p, r in self.pending.items()
                                     if not r[0] <= e.ipa < r[0] + r[1]}
@@ -183,3 +204,147 @@ def test_the_checks_can_fail():
     ptep = leaf.pa + 8
     bbm.value[ptep] = 0x400001000017FF
     assert bbm.run(pgt, [Pte(ptep, 0x400001000017FF, 0x400001000027FF)])
+
+
+# -- linux-6.12 and linux-6.12-16k ----------------------------------------------
+
+_MAP_FLAGS_612 = [0, 0, KVM_PGTABLE_WALK_SHARED | KVM_PGTABLE_WALK_HANDLE_FAULT,
+                  KVM_PGTABLE_WALK_SHARED, KVM_PGTABLE_WALK_SKIP_CMO]
+#: IPA size of the random 6.12 tables: start level 1, one pgd page, for either granule.
+_IA_BITS_612 = {GRANULE_4K: 36, GRANULE_16K: 41}
+
+
+def _ops_612(g: Granule) -> st.SearchStrategy:
+    page = g.page_size
+    block = g.kvm_granule_size(2)
+    big = g.kvm_granule_size(1)
+    addrs = st.builds(lambda unit, i, off: unit * i + off * page,
+                      st.sampled_from([page, block, block, big]), st.integers(0, 1),
+                      st.sampled_from([0, 0, 1]))
+    sizes_612 = st.sampled_from([page, 2 * page, block, block, block + page, 2 * block, big, 0])
+    prots_612 = st.sampled_from([KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W,
+                                 KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_X,
+                                 KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W
+                                 | KVM_PGTABLE_PROT_DEVICE])
+    return st.one_of(
+        st.tuples(st.just("map"), addrs, sizes_612, st.sampled_from([0, 0, 1]), prots_612,
+                  memcaches, st.sampled_from(_MAP_FLAGS_612)),
+        st.tuples(st.just("set_owner"), addrs, sizes_612, st.integers(0, 2), memcaches),
+        st.tuples(st.just("unmap"), addrs, sizes_612),
+        st.tuples(st.just("wrprotect"), addrs, sizes_612),
+        st.tuples(st.just("relax_perms"), addrs, prots_612),
+        st.tuples(st.just("mkyoung"), addrs),
+        st.tuples(st.just("test_clear_young"), addrs, sizes_612, st.booleans()),
+        st.tuples(st.just("flush"), addrs, sizes_612),
+        st.tuples(st.just("split"), addrs, sizes_612, st.sampled_from([0, 1, 2, 3, 1 << 20])),
+    )
+
+
+def _apply_612(pgt: Any, op: tuple) -> Any:
+    kind, *args = op
+    page = pgt.m.granule.page_size
+    if kind == "map":
+        addr, size, skew, prot, mc, flags = args
+        return s612.kvm_pgtable_stage2_map(pgt, addr, size, 0x1_0000_0000 + addr + skew * page,
+                                           prot, _mc(mc), flags)
+    if kind == "set_owner":
+        addr, size, owner, mc = args
+        return s612.kvm_pgtable_stage2_set_owner(pgt, addr, size, _mc(mc), owner)
+    if kind == "split":
+        addr, size, nobjs = args
+        mc: KvmMmuMemoryCache = pgt.mmu.split_page_cache
+        mc.nobjs = nobjs
+        ret = s612.kvm_pgtable_stage2_split(pgt, addr, size, mc)
+        mc.nobjs = 0
+        return ret
+    fn = getattr(s612, f"kvm_pgtable_stage2_{kind}")
+    return fn(pgt, *args)
+
+
+def _deferred_frees_wait_for_their_callback(effects: list) -> list[str]:
+    """A table given to ``free_unlinked_table`` is freed after its RCU callback ran."""
+    problems = []
+    waiting: set[int] = set()
+    for e in effects:
+        if type(e) is Rcu and e.kind == "call_rcu":
+            waiting.add(e.pa)
+        elif type(e) is Rcu and e.kind == "callback":
+            waiting.discard(e.pa)
+        elif type(e) is Free and e.pa in waiting:
+            problems.append(f"table {e.pa:#x} freed before its RCU callback")
+    if waiting:
+        problems.append(f"RCU callbacks never ran for {sorted(waiting)}")
+    return problems
+
+
+def _run_612(profile: str, fwb: bool, tlb_range: bool, ops: list,
+             linear_offset: int = 0) -> tuple[list, list[str]]:
+    effects: list = []
+    prof = get_profile(profile)
+    g = prof.granule
+    m = Machine(prof, Platform(granule=g, fwb=fwb, tlb_range=tlb_range), effects.append,
+                linear_offset=linear_offset)
+    mm_ops = OracleMmOps(m)
+    ret, pgt = new_stage2(m, mm_ops, stage2_vtcr(_IA_BITS_612[g], granule=g))
+    assert ret == 0 and stage2_code(prof) is s612
+    bbm = BreakBeforeMake()
+    problems = bbm.run(pgt, effects)
+    log = list(effects)
+    for op in ops:
+        effects.clear()
+        _apply_612(pgt, op)
+        m.rcu_barrier()  # the oracle's grace period at the end of each operation
+        problems += [f"{op}: {p}" for p in bbm.run(pgt, effects)]
+        problems += [f"{op}: {p}" for p in check_invariants(pgt)]
+        problems += [f"{op}: {p}" for p in check_shared_walk_state(pgt)]
+        problems += [f"{op}: {p}" for p in _deferred_frees_wait_for_their_callback(effects)]
+        log += effects
+    effects.clear()
+    s612.kvm_pgtable_stage2_destroy(pgt)
+    m.rcu_barrier()
+    log += effects
+    problems += check_shared_walk_state(pgt)
+    if mm_ops.live_pages():
+        problems.append(f"pages still live after destroy: {sorted(mm_ops.live_pages())}")
+    page = g.page_size
+    allocated, freed = set(), set()
+    for e in log:
+        if type(e) is Alloc:
+            allocated.update(range(e.pa, e.pa + (e.size or page), page))
+        elif type(e) is Free:
+            freed.update(range(e.pa, e.pa + (e.size or page), page))
+    if allocated != freed:
+        problems.append(f"allocated but never freed: {sorted(allocated - freed)}")
+    return log, problems
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), profile=st.sampled_from(["linux-6.12", "linux-6.12-16k"]),
+       fwb=st.booleans(), tlb_range=st.booleans())
+def test_random_612_sequences_keep_the_kernel_invariants(data, profile, fwb, tlb_range):
+    ops = data.draw(st.lists(_ops_612(get_profile(profile).granule), max_size=25), label="ops")
+    log, problems = _run_612(profile, fwb, tlb_range, ops)
+    assert problems == []
+    again, _ = _run_612(profile, fwb, tlb_range, ops,
+                        linear_offset=0xFFFF_0000_0000_0000 - 0x4000_0000)
+    assert again == log
+
+
+def test_the_612_checks_can_fail():
+    """A locked entry, an open RCU section, a pending callback and an early free are seen."""
+    effects: list = []
+    m = Machine(get_profile("linux-6.12"), Platform(), effects.append)
+    mm_ops = OracleMmOps(m)
+    _, pgt = new_stage2(m, mm_ops, stage2_vtcr(36))
+    assert s612.kvm_pgtable_stage2_map(pgt, 0x200000, 0x200000, 0x1_0020_0000,
+                                       KVM_PGTABLE_PROT_R, Memcache()) == 0
+    assert check_shared_walk_state(pgt) == []
+    m.WRITE_ONCE(pgt.pgd + 8, 0x400)  # KVM_INVALID_PTE_LOCKED left behind
+    m.rcu_read_lock()
+    m.call_rcu(lambda: None)
+    found = check_shared_walk_state(pgt)
+    assert any("still locked" in p for p in found)
+    assert any("RCU read-side section still open" in p for p in found)
+    assert any("RCU callbacks still queued" in p for p in found)
+    assert _deferred_frees_wait_for_their_callback(
+        [Rcu("call_rcu", "free_unlinked_table", 0x4000_2000, 2), Free(0x4000_2000)])

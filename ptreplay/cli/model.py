@@ -49,6 +49,8 @@ def run(
 
         ptreplay model run scenarios/01_page_map_basic.jsonl --profile linux-5.13
 
+        ptreplay model run --check --profile linux-6.12-16k scenarios-16k/702_16k_block_32m.jsonl
+
         ptreplay model run - < my-scenario.jsonl
     """
     try:

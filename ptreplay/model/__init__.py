@@ -1,4 +1,4 @@
-"""A model of ``arch/arm64/kvm/hyp/pgtable.c``'s guest stage-2 code (Linux 5.13 and 6.1).
+"""A model of ``arch/arm64/kvm/hyp/pgtable.c``'s guest stage-2 code (Linux 5.13, 6.1, 6.12).
 
 For the same operations it performs the same side effects, in the same order,
 as the kernel code (checked against the kernel oracle in
@@ -6,18 +6,25 @@ as the kernel code (checked against the kernel oracle in
 
 * :mod:`~ptreplay.model.geometry` - granule, levels, pgd pages, VTCR_EL2;
 * :mod:`~ptreplay.model.pte` - descriptor bits and pure PTE helpers;
-* :mod:`~ptreplay.model.profiles` - linux-5.13 / linux-6.1 as data;
+* :mod:`~ptreplay.model.profiles` - linux-5.13 / 6.1 / 6.12 / 6.12-16k as data;
 * :mod:`~ptreplay.model.memory` - the machine (memory, barriers, effects) and mm_ops;
 * :mod:`~ptreplay.model.structs` - struct kvm_pgtable, kvm_s2_mmu, kvm_arch;
-* :mod:`~ptreplay.model.walker` - kvm_pgtable_walk;
-* :mod:`~ptreplay.model.stage2` - the stage-2 operations and their visitors;
+* :mod:`~ptreplay.model.walker` - kvm_pgtable_walk (5.13, 6.1);
+* :mod:`~ptreplay.model.stage2` - the stage-2 operations and their visitors (5.13, 6.1);
+* :mod:`~ptreplay.model.walker612` - 6.12's walker (visit contexts, shared walks, RCU);
+* :mod:`~ptreplay.model.stage2_612` - 6.12's stage-2 operations (split, test_clear_young, ...);
 * :mod:`~ptreplay.model.state` - read-only dumps, leaves and invariant checks;
-* :mod:`~ptreplay.model.scenario` - the oracle's scenario language and output.
+* :mod:`~ptreplay.model.scenario` - the oracle's scenario language and output
+  (:mod:`~ptreplay.model.scenario612` for 6.12).
 
-:func:`new_stage2` builds a ready page table for library users.
+:func:`new_stage2` builds a ready page table for library users;
+:func:`stage2_code` is the module whose ``kvm_pgtable_stage2_*`` functions
+run a profile's kernel.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 from ptreplay.model.geometry import (
     GRANULE_4K,
@@ -35,7 +42,15 @@ from ptreplay.model.memory import (
     OracleMmOps,
     Platform,
 )
-from ptreplay.model.profiles import LINUX_5_13, LINUX_6_1, PROFILES, Profile, get_profile
+from ptreplay.model.profiles import (
+    LINUX_5_13,
+    LINUX_6_1,
+    LINUX_6_12,
+    LINUX_6_12_16K,
+    PROFILES,
+    Profile,
+    get_profile,
+)
 from ptreplay.model.structs import KvmArch, KvmPgtable
 
 __all__ = [
@@ -46,6 +61,8 @@ __all__ = [
     "KvmPgtableMmOps",
     "LINUX_5_13",
     "LINUX_6_1",
+    "LINUX_6_12",
+    "LINUX_6_12_16K",
     "Machine",
     "Memcache",
     "OracleMmOps",
@@ -54,6 +71,7 @@ __all__ = [
     "Profile",
     "get_profile",
     "new_stage2",
+    "stage2_code",
     "stage2_vtcr",
 ]
 
@@ -70,6 +88,26 @@ def stage2_vtcr(ia_bits: int, start_level: int | None = None,
     return vtcr
 
 
+def stage2_code(profile: Profile) -> ModuleType:
+    """The module with ``profile``'s pgtable.c functions.
+
+    :mod:`ptreplay.model.stage2` (linux-5.13, linux-6.1) or
+    :mod:`ptreplay.model.stage2_612` (linux-6.12, linux-6.12-16k). Both have
+    ``kvm_pgtable_stage2_map/set_owner/unmap/wrprotect/relax_perms/mkyoung/
+    flush/destroy`` (6.12's map takes walk ``flags`` as a last, optional
+    argument); 6.12 replaces ``mkold``/``is_young`` by ``test_clear_young``
+    and adds ``split``. After each 6.12 operation a caller that wants the
+    oracle's behaviour ends the RCU grace period: ``m.rcu_barrier()``.
+    """
+    if profile.shared_walks:
+        from ptreplay.model import stage2_612
+
+        return stage2_612
+    from ptreplay.model import stage2
+
+    return stage2
+
+
 def new_stage2(m: Machine, mm_ops: KvmPgtableMmOps, vtcr: int, flags: int = 0,
                force_pte_cb=None) -> tuple[int, KvmPgtable]:  # type: ignore[no-untyped-def]
     """Initialise a stage-2 page table on ``m`` with the profile's init function.
@@ -77,7 +115,7 @@ def new_stage2(m: Machine, mm_ops: KvmPgtableMmOps, vtcr: int, flags: int = 0,
     Returns ``(ret, pgt)``; ``ret`` is the kernel's (0 or -ENOMEM). Several
     tables may share one machine and one ``mm_ops`` (one object per root).
     """
-    from ptreplay.model import stage2
+    stage2 = stage2_code(m.profile)
 
     arch = KvmArch(vtcr)
     pgt = KvmPgtable(m)

@@ -8,7 +8,8 @@ capabilities (``cpus_have_const_cap(ARM64_HAS_STAGE2_FWB)``). The model passes
 them explicitly as one :class:`Machine` (``m``), the way drgn helpers take
 ``prog``. Every effect they have is emitted, in order, as a record of
 :mod:`ptreplay.effects` into ``m.emit`` (any callable; ``list.append`` is the
-usual sink).
+usual sink). 6.12 adds ``cmpxchg``, the RCU read lock, ``call_rcu`` and
+``system_supports_tlb_range()``.
 
 Memory holds only table pages: a dict from the page's address (as the code
 sees it: ``mm_ops`` virtual addresses) to a list of ``PTRS_PER_PTE`` ints.
@@ -21,7 +22,9 @@ PA. Effects always carry PAs.
 ``struct kvm_pgtable_mm_ops`` is :class:`KvmPgtableMmOps`; :class:`OracleMmOps`
 is the oracle harness's: a bump allocator from PA 0x40000000 that never reuses
 freed pages, refcounts like ``struct page``, and memcaches with an optional
-page limit. Several page tables (roots) may share one machine and one
+page limit; for 6.12 its ``free_unlinked_table`` is KVM's
+``stage2_free_unlinked_table`` (``call_rcu``, the table is freed by the
+callback). Several page tables (roots) may share one machine and one
 ``mm_ops``; nothing here is global.
 """
 
@@ -42,6 +45,7 @@ from ptreplay.effects import (
     Isb,
     Pte,
     Put,
+    Rcu,
     Warn,
 )
 from ptreplay.model.geometry import GRANULE_4K, Granule
@@ -55,14 +59,17 @@ __all__ = [
     "OracleMmOps",
     "ORACLE_ARENA_BASE",
     "ORACLE_ARENA_SIZE",
+    "ORACLE_ARENA_PAGES",
 ]
 
 Sink = Callable[[Effect], object]
 
 #: First PA the oracle harness hands out for table pages.
 ORACLE_ARENA_BASE = 0x4000_0000
-#: Bytes of PA space the oracle harness has for table pages (1 GiB).
-ORACLE_ARENA_SIZE = 1 << 30
+#: Pages of PA space the oracle harness has for table pages (2^18, whatever their size).
+ORACLE_ARENA_PAGES = 1 << 18
+#: Bytes of PA space the oracle harness has for table pages with 4 KiB pages (1 GiB).
+ORACLE_ARENA_SIZE = ORACLE_ARENA_PAGES << 12
 
 _DSB = {opt: Dsb(opt) for opt in ("ishst", "ish", "nsh", "nshst", "sy", "st")}
 _ISB = Isb()
@@ -77,7 +84,7 @@ class Platform:
     :param hw_af: hardware Access-flag management (VTCR_EL2.HA honoured). Nothing
         in the model acts on it (there is no concurrent hardware walker); it is
         recorded for replay layers that must explain AF changes they did not cause.
-    :param tlb_range: FEAT_TLBIRANGE (used from 6.12 on).
+    :param tlb_range: FEAT_TLBIRANGE, ``system_supports_tlb_range()`` (used from 6.12 on).
     """
 
     granule: Granule = GRANULE_4K
@@ -97,7 +104,7 @@ class Machine:
 
     __slots__ = (
         "profile", "platform", "granule", "emit", "linear_offset", "pages",
-        "page_mask", "warned_once",
+        "page_mask", "warned_once", "rcu_nesting", "rcu_callbacks",
     )
 
     def __init__(self, profile: Profile = LINUX_6_1, platform: Platform | None = None,
@@ -112,6 +119,10 @@ class Machine:
         self.page_mask = self.granule.page_mask
         #: conditions of ``WARN_ON_ONCE`` that already fired ("once per process").
         self.warned_once: set[str] = set()
+        #: ``rcu_read_lock()`` nesting of the (one) CPU running the code (6.12).
+        self.rcu_nesting = 0
+        #: ``call_rcu()`` callbacks waiting for the end of the grace period (6.12).
+        self.rcu_callbacks: list[tuple[Callable[..., object], tuple[object, ...]]] = []
 
     # -- physical memory ------------------------------------------------------
 
@@ -134,6 +145,27 @@ class Machine:
     def smp_store_release(self, ptep: int, val: int) -> None:
         """``smp_store_release(ptep, val)``: the same store, with release ordering."""
         self.WRITE_ONCE(ptep, val)
+
+    def cmpxchg(self, ptep: int, old: int, new: int) -> int:
+        """``cmpxchg(ptep, old, new)`` (6.12 shared walks): store ``new`` if ``*ptep == old``.
+
+        Returns the value found. A successful exchange emits ``pte`` with
+        ``how="cmpxchg"``; a failed one (another writer got there first) emits
+        it with ``expect=old, ok=False`` and stores nothing.
+        """
+        mask = self.page_mask
+        page = self.pages.get(ptep & ~mask)
+        if page is None:
+            self.emit(HarnessError("store to a page that is not live", ptep - self.linear_offset))
+            return old ^ 1  # not what the caller expected: nothing was exchanged
+        i = (ptep & mask) >> 3
+        cur = page[i]
+        if cur == old:
+            self.emit(Pte(ptep - self.linear_offset, cur, new, "cmpxchg"))
+            page[i] = new
+        else:
+            self.emit(Pte(ptep - self.linear_offset, cur, new, "cmpxchg", old, False))
+        return cur
 
     def add_page(self, addr: int) -> None:
         """Create a zeroed table page at ``addr`` (an allocator's job)."""
@@ -182,6 +214,49 @@ class Machine:
         """``cpus_have_const_cap(ARM64_HAS_STAGE2_FWB)``."""
         return self.platform.fwb
 
+    def system_supports_tlb_range(self) -> bool:
+        """``system_supports_tlb_range()`` (``ARM64_HAS_TLB_RANGE``, 6.12)."""
+        return self.platform.tlb_range
+
+    # -- RCU (6.12: shared walks and deferred table frees) ---------------------
+
+    def rcu_read_lock(self) -> None:
+        """``rcu_read_lock()``: enter a read-side critical section."""
+        self.rcu_nesting += 1
+        self.emit(Rcu("read_lock"))
+
+    def rcu_read_unlock(self) -> None:
+        """``rcu_read_unlock()``: leave it."""
+        self.rcu_nesting -= 1
+        self.emit(Rcu("read_unlock"))
+
+    def rcu_read_lock_held(self) -> bool:
+        """``rcu_read_lock_held()``."""
+        return self.rcu_nesting > 0
+
+    def call_rcu(self, fn: Callable[..., object], *args: object) -> None:
+        """``call_rcu()``: run ``fn(*args)`` after the current grace period.
+
+        The caller emits its own ``call_rcu`` effect (it knows what the
+        callback frees); the callback emits ``callback`` when it runs.
+        """
+        self.rcu_callbacks.append((fn, args))
+
+    def rcu_barrier(self) -> int:
+        """End the grace period: run every queued callback, in queue order.
+
+        What the oracle harness does when each operation returns (and
+        ``rcu_barrier()`` waits for). Callbacks queued by callbacks run too.
+        Returns how many ran.
+        """
+        n = 0
+        queue = self.rcu_callbacks
+        while queue:
+            fn, args = queue.pop(0)
+            fn(*args)
+            n += 1
+        return n
+
 
 class Memcache:
     """The ``void *mc`` a stage-2 map passes to ``zalloc_page`` (KVM's memory cache).
@@ -222,7 +297,11 @@ class KvmPgtableMmOps:
         self.m = m
 
     def zalloc_page(self, arg: Memcache | None) -> int | None:
-        """Allocate one zeroed page (refcount 1); ``None`` for NULL."""
+        """Allocate one zeroed page (refcount 1); ``None`` for NULL.
+
+        ``arg`` is the memcache: a :class:`Memcache`, or anything with its
+        ``take()`` (6.12's split cache, :class:`~ptreplay.model.structs.KvmMmuMemoryCache`).
+        """
         raise NotImplementedError
 
     def zalloc_pages_exact(self, size: int) -> int | None:
@@ -231,6 +310,11 @@ class KvmPgtableMmOps:
 
     def free_pages_exact(self, addr: int, size: int) -> None:
         """Free pages from :meth:`zalloc_pages_exact`, whatever their refcounts."""
+        raise NotImplementedError
+
+    def free_unlinked_table(self, addr: int, level: int) -> None:
+        """Free a table unlinked from the tree (6.12; ``level`` of the entry that
+        pointed at it), with every page below it."""
         raise NotImplementedError
 
     def get_page(self, addr: int) -> None:
@@ -340,6 +424,25 @@ class OracleMmOps(KvmPgtableMmOps):
                 m.emit(HarnessError("double free", m.virt_to_phys(page)))
             m.remove_page(page)
         m.emit(Free(m.virt_to_phys(addr), size))
+
+    def free_unlinked_table(self, addr: int, level: int) -> None:
+        """``mm_ops->free_unlinked_table``: KVM's ``stage2_free_unlinked_table()`` (mmu.c, 6.12).
+
+        Queues :meth:`stage2_free_unlinked_table_rcu_cb` with ``call_rcu()``;
+        the table is not touched until the grace period ends.
+        """
+        m = self.m
+        m.emit(Rcu("call_rcu", "free_unlinked_table", m.virt_to_phys(addr), level))
+        m.call_rcu(self.stage2_free_unlinked_table_rcu_cb, addr, level)
+
+    def stage2_free_unlinked_table_rcu_cb(self, addr: int, level: int) -> None:
+        """KVM's ``stage2_free_unlinked_table_rcu_cb()`` (mmu.c, 6.12): the deferred free,
+        ``kvm_pgtable_stage2_free_unlinked(mm_ops, pgtable, level)``."""
+        from ptreplay.model.stage2_612 import kvm_pgtable_stage2_free_unlinked
+
+        m = self.m
+        m.emit(Rcu("callback", "free_unlinked_table", m.virt_to_phys(addr), level))
+        kvm_pgtable_stage2_free_unlinked(self, addr, level)
 
     # -- struct page refcounts -------------------------------------------------
 

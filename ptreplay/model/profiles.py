@@ -1,9 +1,9 @@
 """Kernel profiles: which ``pgtable.c`` the model follows, as data.
 
 A profile answers "which kernel source?" (the PROFILE axis); the machine the
-code runs on (granule, FWB, ...) is the PLATFORM axis, kept apart in
+code runs on (FWB, range TLBIs, ...) is the PLATFORM axis, kept apart in
 :class:`~ptreplay.model.memory.Platform`. Each field below is one named
-difference between the kernels, consulted at exactly one place in
+difference between linux-5.13 and linux-6.1, consulted at exactly one place in
 :mod:`ptreplay.model.stage2`:
 
 ========================  ==============================  ==============================
@@ -23,18 +23,33 @@ init_function             ``kvm_pgtable_stage2_init_``    ``__kvm_pgtable_stage2
 
 5.13 is v5.13's pgtable.c (the page-ownership series merged); 6.1 is Debian's
 6.1.192. The walker is the same in both (``kvm_pgtable_walk`` with
-TABLE_PRE / LEAF / TABLE_POST visits); 6.12's shared walks, locked PTEs and
-RCU-deferred frees would be a further profile with a different walker.
+TABLE_PRE / LEAF / TABLE_POST visits).
+
+linux-6.12 and linux-6.12-16k are Debian's 6.12.117, built with 4 KiB and
+16 KiB pages. Its walker has another shape (``struct kvm_pgtable_visit_ctx``,
+``SHARED`` walks under RCU with ``cmpxchg`` stores, ``KVM_INVALID_PTE_LOCKED``
+during break-before-make, RCU-deferred table frees, range TLBIs), so
+``shared_walks`` selects sibling modules written in 6.12's order
+(:mod:`~ptreplay.model.walker612`, :mod:`~ptreplay.model.stage2_612`,
+:mod:`~ptreplay.model.scenario612`) instead of per-field branches. The other
+fields still say what 6.12 does (owner bits 9:2, mm_ops CMOs, forced pages
+for set_owner, ``force_pte_cb``, software bits refused by relax_perms, the
+init function); ``granule`` is the build's ``PAGE_SIZE`` (the default
+platform granule of the profile), ``locked_pte`` 6.12's ``KVM_INVALID_PTE_LOCKED``
+and ``map_flag_names`` the walk flags a scenario's ``map`` may pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from ptreplay.model.geometry import GRANULE_4K, GRANULE_16K, Granule
 from ptreplay.model.pte import (
+    KVM_INVALID_PTE_LOCKED,
     KVM_PGTABLE_PROT_DEVICE,
+    KVM_PGTABLE_PROT_NORMAL_NC,
     KVM_PGTABLE_PROT_R,
     KVM_PGTABLE_PROT_SW0,
     KVM_PGTABLE_PROT_SW1,
@@ -42,9 +57,17 @@ from ptreplay.model.pte import (
     KVM_PGTABLE_PROT_SW3,
     KVM_PGTABLE_PROT_W,
     KVM_PGTABLE_PROT_X,
+    TLBI_TTL_UNKNOWN,
+)
+from ptreplay.model.walker612 import (
+    KVM_PGTABLE_WALK_HANDLE_FAULT,
+    KVM_PGTABLE_WALK_SHARED,
+    KVM_PGTABLE_WALK_SKIP_BBM_TLBI,
+    KVM_PGTABLE_WALK_SKIP_CMO,
 )
 
-__all__ = ["Profile", "LINUX_5_13", "LINUX_6_1", "PROFILES", "get_profile"]
+__all__ = ["Profile", "LINUX_5_13", "LINUX_6_1", "LINUX_6_12", "LINUX_6_12_16K", "PROFILES",
+           "get_profile"]
 
 _BASE_PROTS = {
     "R": KVM_PGTABLE_PROT_R,
@@ -58,13 +81,21 @@ _SW_PROTS = {
     "SW2": KVM_PGTABLE_PROT_SW2,
     "SW3": KVM_PGTABLE_PROT_SW3,
 }
+_NC_PROTS = {"NORMAL_NC": KVM_PGTABLE_PROT_NORMAL_NC}
+#: ``enum kvm_pgtable_walk_flags`` a 6.12 ``kvm_pgtable_stage2_map`` caller may pass.
+_MAP_WALK_FLAGS = {
+    "SHARED": KVM_PGTABLE_WALK_SHARED,
+    "HANDLE_FAULT": KVM_PGTABLE_WALK_HANDLE_FAULT,
+    "SKIP_BBM_TLBI": KVM_PGTABLE_WALK_SKIP_BBM_TLBI,
+    "SKIP_CMO": KVM_PGTABLE_WALK_SKIP_CMO,
+}
 
 
 @dataclass(frozen=True)
 class Profile:
     """One kernel's ``pgtable.c``: the facts in which it differs from the others."""
 
-    #: ``linux-5.13``, ``linux-6.1``.
+    #: ``linux-5.13``, ``linux-6.1``, ``linux-6.12``, ``linux-6.12-16k``.
     name: str
     #: low bit of ``KVM_INVALID_PTE_OWNER_MASK`` (8 bits wide).
     owner_shift: int
@@ -83,6 +114,16 @@ class Profile:
     init_function: str
     #: ``prot`` names the scenario language accepts, with their ``enum kvm_pgtable_prot``.
     prot_names: Mapping[str, int] = field(default_factory=dict)
+    #: 6.12's walker: visit contexts, SHARED / HANDLE_FAULT / SKIP_* walk flags,
+    #: RCU, ``KVM_INVALID_PTE_LOCKED``, deferred table frees, range TLBIs, split
+    #: and test_clear_young. Selects the ``*612`` sibling modules.
+    shared_walks: bool = False
+    #: the build's ``PAGE_SIZE`` (the granule the profile's oracle was built for).
+    granule: Granule = GRANULE_4K
+    #: ``KVM_INVALID_PTE_LOCKED`` (6.12), None before.
+    locked_pte: int | None = None
+    #: ``enum kvm_pgtable_walk_flags`` names a scenario ``map`` may pass (6.12).
+    map_flag_names: Mapping[str, int] = field(default_factory=dict)
 
 
 LINUX_5_13 = Profile(
@@ -109,7 +150,25 @@ LINUX_6_1 = Profile(
     prot_names=MappingProxyType({**_BASE_PROTS, **_SW_PROTS}),
 )
 
-PROFILES: Mapping[str, Profile] = MappingProxyType({p.name: p for p in (LINUX_5_13, LINUX_6_1)})
+LINUX_6_12 = Profile(
+    name="linux-6.12",
+    owner_shift=2,
+    table_tlbi_level=TLBI_TTL_UNKNOWN,
+    cmo_via_mm_ops=True,
+    set_owner_force_pte=True,
+    has_force_pte_cb=True,
+    relax_perms_rejects_sw=True,
+    init_function="__kvm_pgtable_stage2_init",
+    prot_names=MappingProxyType({**_BASE_PROTS, **_NC_PROTS, **_SW_PROTS}),
+    shared_walks=True,
+    locked_pte=KVM_INVALID_PTE_LOCKED,
+    map_flag_names=MappingProxyType(dict(_MAP_WALK_FLAGS)),
+)
+
+LINUX_6_12_16K = replace(LINUX_6_12, name="linux-6.12-16k", granule=GRANULE_16K)
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {p.name: p for p in (LINUX_5_13, LINUX_6_1, LINUX_6_12, LINUX_6_12_16K)})
 
 
 def get_profile(name: str) -> Profile:

@@ -1,10 +1,10 @@
 """Stage-2 descriptor encoding: the ``KVM_PTE_*`` bits and the pure PTE helpers.
 
 Mirrors the descriptor definitions at the top of ``arch/arm64/kvm/hyp/pgtable.c``
-and ``asm/kvm_pgtable.h`` (5.13 and 6.1): valid/table/block/page descriptors,
+and ``asm/kvm_pgtable.h`` (5.13, 6.1 and 6.12): valid/table/block/page descriptors,
 the stage-2 leaf attributes (MemAttr, S2AP, SH, AF, XN, software bits), the
 owner annotation of invalid entries (``KVM_INVALID_PTE_OWNER_MASK``, whose
-position is a profile fact: bits 63:56 in 5.13, 9:2 in 6.1), and the helpers
+position is a profile fact: bits 63:56 in 5.13, 9:2 from 6.1 on), and the helpers
 that only look at a value: ``kvm_pte_valid``, ``kvm_pte_table``,
 ``kvm_pte_to_phys``, ``kvm_phys_to_pte``, ``kvm_init_valid_leaf_pte``,
 ``kvm_init_invalid_leaf_owner``, ``stage2_pte_needs_update``,
@@ -42,6 +42,7 @@ __all__ = [
     "KVM_PGTABLE_PROT_W",
     "KVM_PGTABLE_PROT_R",
     "KVM_PGTABLE_PROT_DEVICE",
+    "KVM_PGTABLE_PROT_NORMAL_NC",
     "KVM_PGTABLE_PROT_SW0",
     "KVM_PGTABLE_PROT_SW1",
     "KVM_PGTABLE_PROT_SW2",
@@ -52,6 +53,10 @@ __all__ = [
     "MT_S2_DEVICE_nGnRE",
     "MT_S2_FWB_NORMAL",
     "MT_S2_FWB_DEVICE_nGnRE",
+    "MT_S2_NORMAL_NC",
+    "MT_S2_FWB_NORMAL_NC",
+    "KVM_INVALID_PTE_LOCKED",
+    "TLBI_TTL_UNKNOWN",
     "PAGE_S2_MEMATTR",
     "genmask",
     "kvm_pte_valid",
@@ -106,6 +111,7 @@ KVM_PGTABLE_PROT_X = 1 << 0
 KVM_PGTABLE_PROT_W = 1 << 1
 KVM_PGTABLE_PROT_R = 1 << 2
 KVM_PGTABLE_PROT_DEVICE = 1 << 3
+KVM_PGTABLE_PROT_NORMAL_NC = 1 << 4  # 6.12
 KVM_PGTABLE_PROT_SW0 = 1 << 55
 KVM_PGTABLE_PROT_SW1 = 1 << 56
 KVM_PGTABLE_PROT_SW2 = 1 << 57
@@ -120,6 +126,16 @@ MT_S2_NORMAL = 0xF
 MT_S2_DEVICE_nGnRE = 0x1  # noqa: N816 - the kernel's name
 MT_S2_FWB_NORMAL = 6
 MT_S2_FWB_DEVICE_nGnRE = 1  # noqa: N816 - the kernel's name
+# ... and Normal non-cacheable (6.12's KVM_PGTABLE_PROT_NORMAL_NC)
+MT_S2_NORMAL_NC = 0x5
+MT_S2_FWB_NORMAL_NC = 5
+
+#: ``KVM_INVALID_PTE_LOCKED`` (6.12): an invalid entry in the middle of a
+#: break-before-make (bit 10; owner ids live in bits 9:2).
+KVM_INVALID_PTE_LOCKED = 1 << 10
+
+#: ``TLBI_TTL_UNKNOWN`` (6.12 asm/tlbflush.h, ``INT_MAX``): "no level hint".
+TLBI_TTL_UNKNOWN = 0x7FFF_FFFF
 
 
 def PAGE_S2_MEMATTR(normal: bool, has_fwb: bool) -> int:  # noqa: N802 - the kernel's macro

@@ -25,7 +25,6 @@ from ptreplay.effects import Effect, Info, effect_to_json
 from ptreplay.errors import ScenarioError
 from ptreplay.model import stage2
 from ptreplay.model.geometry import (
-    GRANULE_4K,
     ID_AA64MMFR0_EL1_PARANGE_48,
     ID_AA64MMFR1_EL1_VMIDBITS_16,
     VTCR_EL2_SL0_MASK,
@@ -36,7 +35,7 @@ from ptreplay.model.geometry import (
 )
 from ptreplay.model.memory import (
     ORACLE_ARENA_BASE,
-    ORACLE_ARENA_SIZE,
+    ORACLE_ARENA_PAGES,
     Machine,
     Memcache,
     OracleMmOps,
@@ -44,7 +43,6 @@ from ptreplay.model.memory import (
 )
 from ptreplay.model.profiles import Profile
 from ptreplay.model.pte import KVM_PGTABLE_S2_IDMAP, KVM_PGTABLE_S2_NOFWB
-from ptreplay.model.stage2 import __kvm_pgtable_stage2_init as stage2_init_v6_1
 from ptreplay.model.state import check_invariants, dump_tables
 from ptreplay.model.structs import EINVAL, KvmArch, KvmPgtable
 
@@ -228,32 +226,36 @@ class InitSettings(NamedTuple):
     flags: int  #: ``KVM_PGTABLE_S2_NOFWB`` / ``KVM_PGTABLE_S2_IDMAP`` bits
     mm_cmo: bool  #: the mm_ops have the 6.1 CMO callbacks
     force_pte: bool  #: a ``force_pte_cb`` that always forces pages (6.1)
+    tlb_range: bool = False  #: ``system_supports_tlb_range()`` (6.12)
 
 
 def init_settings(op: ScenarioOp, profile: Profile,
-                  granule: Granule = GRANULE_4K) -> InitSettings | None:
+                  granule: Granule | None = None) -> InitSettings | None:
     """Read an ``init`` line as the oracle harness does.
 
     Returns ``None`` when the harness refuses the settings itself (``ia_bits`` outside
-    16..48, a start level above the granule's, more than 16 pgd pages, or
+    16..48, a start level whose SL0 encoding is not 0..2 (4K: levels 0..2,
+    16K: 1..3), more than 16 pgd pages, or
     ``ia_bits <= kvm_granule_shift(start_level)``): ``ret`` -22, no kernel call.
+    ``tlb_range`` is read for the 6.12 profiles only (older ones echo and ignore it).
 
     :raises ScenarioError: an ill-typed field.
     """
-    g = granule
+    g = granule if granule is not None else profile.granule
     ia_bits = op.number("ia_bits", 40)
     start_level = op.number("start_level") if op.has("start_level") else None
     fwb = op.boolean("fwb", False)
     flags = op.names("flags", _FLAG_NAMES, "flag", required=False)
     mm_cmo = op.boolean("mm_cmo", True) if profile.has_force_pte_cb else False
     force_pte = op.boolean("force_pte", False) if profile.has_force_pte_cb else False
+    tlb_range = op.boolean("tlb_range", False) if profile.shared_walks else False
     if not profile.cmo_via_mm_ops:
         mm_cmo = False
 
     # The harness refuses these itself, before any kernel call.
     if not 16 <= ia_bits <= 48:
         return None
-    if start_level is not None and start_level > g.tgran_sl0_base:
+    if start_level is not None and not 0 <= g.tgran_sl0_base - start_level <= 2:
         return None
     vtcr = kvm_get_vtcr(ID_AA64MMFR0_EL1_PARANGE_48, ID_AA64MMFR1_EL1_VMIDBITS_16 << 4,
                         ia_bits, g)
@@ -263,22 +265,39 @@ def init_settings(op: ScenarioOp, profile: Profile,
     level = g.tgran_sl0_base - ((vtcr & VTCR_EL2_SL0_MASK) >> VTCR_EL2_SL0_SHIFT)
     if kvm_pgd_pages(ia_bits, level, g) > 16 or ia_bits <= g.kvm_granule_shift(level):
         return None
-    return InitSettings(ia_bits, level, vtcr, fwb, flags, mm_cmo, force_pte)
+    return InitSettings(ia_bits, level, vtcr, fwb, flags, mm_cmo, force_pte, tlb_range)
 
 
 class ScenarioRunner:
     """Runs scenario operations on one model page table, like the oracle harness.
 
+    This class runs the linux-5.13 and linux-6.1 profiles (the functions of
+    :mod:`ptreplay.model.stage2`); :meth:`for_profile` picks the 6.12 runner
+    (:class:`ptreplay.model.scenario612.ScenarioRunner612`) where it applies.
+
     :param profile: the kernel profile.
-    :param granule: the build's page size (4 KiB for the linux-5.13/6.1 oracle).
+    :param granule: the build's page size (default: the profile's, 4 KiB for
+        the linux-5.13/6.1 oracle).
     :param check: run the harness's invariant checks after every operation;
         violations go to :attr:`problems` (the oracle harness exits 3 on them).
     """
 
-    def __init__(self, profile: Profile, *, granule: Granule = GRANULE_4K,
+    #: the module with the profile's pgtable.c functions.
+    s2: Any = stage2
+
+    @staticmethod
+    def for_profile(profile: Profile, *, check: bool = False) -> ScenarioRunner:
+        """The runner for ``profile``'s kernel: this class, or the 6.12 one."""
+        if profile.shared_walks:
+            from ptreplay.model.scenario612 import ScenarioRunner612
+
+            return ScenarioRunner612(profile, check=check)
+        return ScenarioRunner(profile, check=check)
+
+    def __init__(self, profile: Profile, *, granule: Granule | None = None,
                  check: bool = False) -> None:
         self.profile = profile
-        self.granule = granule
+        self.granule = granule if granule is not None else profile.granule
         self.check = check
         self.pgt: KvmPgtable | None = None
         self.effects: list[Effect] = []
@@ -308,27 +327,44 @@ class ScenarioRunner:
         The effect list is reused: consume it before the next call.
         """
         self.effects.clear()
-        if op.op == "init":
-            ret = self._init(op)
-        else:
-            handler = self._ops.get(op.op)
-            if handler is None:
-                raise op.error(f"unknown op {op.op!r}")
-            if self.pgt is None:
-                raise op.error(f"{op.op} before init (no live page table)")
-            ret = handler(op, self.pgt)
+        ret = self._call(op)
         if self.check and self.pgt is not None:
-            for problem in check_invariants(self.pgt):
-                self.problems.append((op.line, problem))
+            self._check(op, self.pgt)
         fields = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_echo(v)}"
                           for k, v in op.fields.items())
         line = "{" + fields + ',"ret":' + _ret(ret) + "}"
         return line, self.effects
 
-    def _machine(self, fwb: bool) -> Machine:
-        m = Machine(self.profile, Platform(granule=self.granule, fwb=fwb), self.effects.append)
+    def _call(self, op: ScenarioOp) -> Any:
+        """Run the kernel call (or harness query) of one operation; its return value."""
+        if op.op == "init":
+            return self._init(op)
+        handler = self._ops.get(op.op)
+        if handler is None:
+            raise op.error(f"unknown op {op.op!r}")
+        if self.pgt is None:
+            raise op.error(f"{op.op} before init (no live page table)")
+        return handler(op, self.pgt)
+
+    def _check(self, op: ScenarioOp, pgt: KvmPgtable) -> None:
+        """The harness's checks after an operation, into :attr:`problems`."""
+        for problem in check_invariants(pgt):
+            self.problems.append((op.line, problem))
+
+    def _machine(self, settings: InitSettings) -> Machine:
+        """The machine of a new table: the platform ``init`` asked for."""
+        platform = Platform(granule=self.granule, fwb=settings.fwb, tlb_range=settings.tlb_range)
+        m = Machine(self.profile, platform, self.effects.append)
         m.warned_once = self._warned_once  # WARN_ON_ONCE: once per process
         return m
+
+    def _mm_ops_for(self, m: Machine, settings: InitSettings) -> OracleMmOps:
+        """The harness's mm_ops, allocating where the previous table left off."""
+        arena_end = ORACLE_ARENA_BASE + ORACLE_ARENA_PAGES * self.granule.page_size
+        mm_ops = OracleMmOps(m, cmo=settings.mm_cmo, arena_base=self._arena_next,
+                             arena_size=arena_end - self._arena_next)
+        self._mm_ops = mm_ops
+        return mm_ops
 
     def _emit(self, e: Effect) -> None:
         self.effects.append(e)
@@ -342,20 +378,17 @@ class ScenarioRunner:
         settings = init_settings(op, profile, self.granule)
         if settings is None:
             return -EINVAL
-        fwb, flags, mm_cmo, force_pte, vtcr = (settings.fwb, settings.flags, settings.mm_cmo,
-                                               settings.force_pte, settings.vtcr)
+        flags, force_pte, vtcr = settings.flags, settings.force_pte, settings.vtcr
         g = self.granule
 
-        m = self._machine(fwb)
-        mm_ops = OracleMmOps(m, cmo=mm_cmo, arena_base=self._arena_next,
-                             arena_size=ORACLE_ARENA_BASE + ORACLE_ARENA_SIZE - self._arena_next)
-        self._mm_ops = mm_ops
+        m = self._machine(settings)
+        mm_ops = self._mm_ops_for(m, settings)
         arch = KvmArch(vtcr)
         pgt = KvmPgtable(m)
         arch.mmu.pgt = pgt
-        if profile.has_force_pte_cb:
+        if profile.has_force_pte_cb:  # __kvm_pgtable_stage2_init (6.1, 6.12)
             cb = (lambda addr, end, prot: True) if force_pte else None
-            ret = stage2_init_v6_1(pgt, arch.mmu, mm_ops, flags, cb)
+            ret = getattr(self.s2, "__kvm_pgtable_stage2_init")(pgt, arch.mmu, mm_ops, flags, cb)
         else:
             ret = stage2.kvm_pgtable_stage2_init_flags(pgt, arch, mm_ops, flags)
         if ret == 0:
@@ -370,43 +403,42 @@ class ScenarioRunner:
     def _map(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
         addr, size, phys = op.number("addr"), op.number("size"), op.number("phys")
         prot = self._prot(op)
-        return stage2.kvm_pgtable_stage2_map(pgt, addr, size, phys, prot, op.memcache())
+        return self.s2.kvm_pgtable_stage2_map(pgt, addr, size, phys, prot, op.memcache())
 
     def _set_owner(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
         addr, size = op.number("addr"), op.number("size")
         owner_id = op.number("owner_id") & 0xFF  # the harness passes (u8)owner_id
-        return stage2.kvm_pgtable_stage2_set_owner(pgt, addr, size, op.memcache(), owner_id)
+        return self.s2.kvm_pgtable_stage2_set_owner(pgt, addr, size, op.memcache(), owner_id)
 
     def _unmap(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
-        return stage2.kvm_pgtable_stage2_unmap(pgt, op.number("addr"), op.number("size"))
+        return self.s2.kvm_pgtable_stage2_unmap(pgt, op.number("addr"), op.number("size"))
 
     def _wrprotect(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
-        return stage2.kvm_pgtable_stage2_wrprotect(pgt, op.number("addr"), op.number("size"))
+        return self.s2.kvm_pgtable_stage2_wrprotect(pgt, op.number("addr"), op.number("size"))
 
     def _relax_perms(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
         addr = op.number("addr")
-        return stage2.kvm_pgtable_stage2_relax_perms(pgt, addr, self._prot(op))
+        return self.s2.kvm_pgtable_stage2_relax_perms(pgt, addr, self._prot(op))
 
     def _mkyoung(self, op: ScenarioOp, pgt: KvmPgtable) -> str:
-        return f'"{stage2.kvm_pgtable_stage2_mkyoung(pgt, op.number("addr")):#x}"'
+        return f'"{self.s2.kvm_pgtable_stage2_mkyoung(pgt, op.number("addr")):#x}"'
 
-    def _mkold(self, op: ScenarioOp, pgt: KvmPgtable) -> str:
-        return f'"{stage2.kvm_pgtable_stage2_mkold(pgt, op.number("addr")):#x}"'
+    def _mkold(self, op: ScenarioOp, pgt: KvmPgtable) -> str | int:
+        return f'"{self.s2.kvm_pgtable_stage2_mkold(pgt, op.number("addr")):#x}"'
 
     def _is_young(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
-        return int(stage2.kvm_pgtable_stage2_is_young(pgt, op.number("addr")))
+        return int(self.s2.kvm_pgtable_stage2_is_young(pgt, op.number("addr")))
 
     def _flush(self, op: ScenarioOp, pgt: KvmPgtable) -> int:
-        return stage2.kvm_pgtable_stage2_flush(pgt, op.number("addr"), op.number("size"))
+        return self.s2.kvm_pgtable_stage2_flush(pgt, op.number("addr"), op.number("size"))
 
     def _destroy(self, op: ScenarioOp, pgt: KvmPgtable) -> None:
-        stage2.kvm_pgtable_stage2_destroy(pgt)
+        self.s2.kvm_pgtable_stage2_destroy(pgt)
         self.pgt = None
         if self._mm_ops is not None:
             self._arena_next = self._mm_ops.next_pa
         if self.check:
-            for problem in check_invariants(pgt):
-                self.problems.append((op.line, problem))
+            self._check(op, pgt)
 
     def _dump(self, op: ScenarioOp, pgt: KvmPgtable) -> None:
         self.effects.extend(dump_tables(pgt))
@@ -427,7 +459,7 @@ def run_scenario(lines: Iterable[str], profile: Profile, out: TextIO, *, source:
     Raises :class:`~ptreplay.errors.ScenarioError` at the first bad line (the
     output of the lines before it has been written).
     """
-    runner = ScenarioRunner(profile, check=check)
+    runner = ScenarioRunner.for_profile(profile, check=check)
     write = out.write
     for op in iter_scenario(lines, source):
         line, effects = runner.run(op)

@@ -5,7 +5,8 @@ Debian 6.1.192's pgtable.c, with the 5.13 differences (see
 :mod:`ptreplay.model.profiles`) decided by named profile fields at the one
 place each applies. The hyp stage-1 functions (``kvm_pgtable_hyp_*``),
 ``kvm_pgtable_get_leaf``, ``kvm_pgtable_stage2_find_range`` (5.13) and
-``kvm_pgtable_stage2_pte_prot``'s callers in mmu.c are not modelled.
+``kvm_pgtable_stage2_pte_prot``'s callers in mmu.c are not modelled. 6.12's
+code is the sibling module :mod:`ptreplay.model.stage2_612`.
 
 Conventions of the model (what the C gets from globals or pointers):
 

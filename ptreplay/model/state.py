@@ -4,7 +4,8 @@ Nothing here emits effects or changes state. :func:`dump_tables` is the
 oracle's ``dump`` (every table page reachable from the pgd, depth first in
 entry order, pgd pages in address order); :func:`iter_leaves` lists what is
 mapped or annotated; :func:`check_invariants` runs the checks the oracle
-harness runs after every operation (FORMAT.md "Checks").
+harness runs after every operation (FORMAT.md "Checks");
+:func:`check_shared_walk_state` the ones its 6.12 harness adds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from ptreplay.model.geometry import KVM_PGTABLE_MAX_LEVELS, kvm_pgd_pages
 from ptreplay.model.pte import kvm_pte_table, stage2_pte_is_counted
 from ptreplay.model.structs import KvmPgtable
 
-__all__ = ["TablePage", "Leaf", "iter_tables", "dump_tables", "iter_leaves", "check_invariants"]
+__all__ = ["TablePage", "Leaf", "iter_tables", "dump_tables", "iter_leaves", "check_invariants",
+           "check_shared_walk_state"]
 
 
 class TablePage(NamedTuple):
@@ -135,4 +137,30 @@ def check_invariants(pgt: KvmPgtable, live: dict[int, int] | None = None) -> lis
     for addr in sorted(set(live) - seen):
         problems.append(f"page {pgt.m.virt_to_phys(addr):#x} is allocated but not reachable"
                         " (leak)")
+    return problems
+
+
+def check_shared_walk_state(pgt: KvmPgtable) -> list[str]:
+    """The checks the 6.12 oracle harness adds after an operation (and its RCU callbacks).
+
+    * no entry still holds ``KVM_INVALID_PTE_LOCKED`` (an invalid entry with
+      the profile's ``locked_pte`` bit: a break-before-make left unfinished);
+    * no RCU read-side section is open;
+    * no ``call_rcu`` callback is still queued (the grace period ended).
+
+    Profiles without a locked-entry marker only get the RCU checks.
+    """
+    m = pgt.m
+    problems: list[str] = []
+    locked = m.profile.locked_pte
+    if locked is not None:
+        for t in iter_tables(pgt):
+            for idx, pte in enumerate(t.entries):
+                if not pte & 1 and pte & locked:
+                    problems.append(f"entry {t.pa + idx * 8:#x} (level {t.level}) is still"
+                                    f" locked: {pte:#x}")
+    if m.rcu_nesting:
+        problems.append(f"RCU read-side section still open (nesting {m.rcu_nesting})")
+    if m.rcu_callbacks:
+        problems.append(f"{len(m.rcu_callbacks)} RCU callbacks still queued")
     return problems

@@ -10,8 +10,8 @@ and is returned. The functions below follow the C one for one, in its order.
 The walk state lives in one :class:`KvmPgtableWalkData` (``addr`` advances as
 leaves are passed), never in globals, so several walks on several roots can
 be in flight at once. 6.12's walker (``struct kvm_pgtable_visit_ctx``, shared
-walks under RCU, ``-EAGAIN`` retries) has a different shape and would be a
-sibling module selected by the profile.
+walks under RCU, ``-EAGAIN`` retries) has a different shape: it is the sibling
+module :mod:`ptreplay.model.walker612`, selected by the profile.
 """
 
 from __future__ import annotations
