@@ -63,7 +63,7 @@ def test_profile_changes_the_verdict():
 @pytest.mark.parametrize("args,data,what", [
     (["check", "-"], b"hello\n", b"cannot tell what kind of input this is"),
     (["check", "-"], b"", b"empty input"),
-    (["check", "-"], b"\x17\x08\x44tracing6\x00", b"checking traces is not available"),
+    (["check", "-"], b"\x17\x08\x44tracing6\x00", b"not as a stream: give its file name"),
     (["check", "-", "--input", "casemate"], b'{"op":"init"}\n', b"casemate parse error"),
     (["check", "-"], b'{"op":"init","ret":0}\n{"ev":"bogus"}\n', b"at line 2"),
     (["check", "-"], b'(lock 1 0 10 "a:1")\r\n', b"at line 1"),

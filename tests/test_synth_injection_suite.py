@@ -5,10 +5,10 @@ one bug and says where (the sidecar); ``ptreplay check`` must report a
 finding of an accepted kind inside the planted operation (its event index
 between the operation's entry and return events): recall 100%. Clean
 generated traces (same workloads, nothing planted) must give no finding at
-all and exit 0.
+all and exit 0 (linux-5.13's known TLBI level hint on table entries aside: see
+``test_clean_traces_have_no_findings``).
 
-Marked xfail until ``ptreplay check TRACE`` exists (issue 6, the replay
-driver); the lead enables it at integration. Findings are read from
+Findings are read from
 ``ptreplay check --format json``: a list of finding objects, or an object
 with a ``findings`` list; each finding has ``kind`` and its event index as
 ``index`` / ``event_index`` or inside ``event`` / ``where`` / ``location``.
@@ -25,8 +25,6 @@ import pytest
 
 from ptreplay.cli import main
 from ptreplay.synth import KINDS, GenConfig, generate
-
-pytestmark = pytest.mark.xfail(strict=False, reason="needs trace check")
 
 SEEDS = range(int(os.environ.get("PTREPLAY_INJECTION_SEEDS", "6")))
 OPS = 1200
@@ -78,7 +76,15 @@ def test_clean_traces_have_no_findings(tmp_path: Path, capsys: pytest.CaptureFix
                        pte_events=bool(seed % 2), vhe=seed % 3 != 2, hw_af=seed % 2 == 0),
              path)
     code, findings = _check(path, capsys)
-    assert findings == [] and code == 0
+    if profile == "linux-5.13":
+        # 5.13's stage2_put_pte() passes the table entry's own level as the TLBI hint when
+        # it zaps a table entry; Linux commit 36e008323926 ("Don't pass a TLBI level hint
+        # when zapping table entries", in Debian's 6.1: pgtable.c:707-708) stopped that. A
+        # faithful 5.13 trace shows it wherever a table is unlinked, and check says so.
+        assert {f["kind"] for f in findings} <= {"tlbi-wrong-level"}
+        assert code == (1 if findings else 0)
+    else:
+        assert findings == [] and code == 0
 
 
 @pytest.mark.parametrize("seed", SEEDS)

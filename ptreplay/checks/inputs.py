@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from ptreplay.checks.findings import Finding
 from ptreplay.checks.profiles import DEFAULT_PROFILE, DecodeProfile
@@ -33,12 +33,16 @@ class CheckOptions:
 
     :param profile: kernel profile for inputs that need one (effect logs, traces).
     :param at_index: stop after the event with this index (maps at a point).
-    :param progress: called now and then with the number of input bytes consumed.
+    :param progress: called now and then with the number of input bytes consumed
+        (events read, for traces).
+    :param replay: for traces: the replay's profile and platform decisions
+        (:class:`ptreplay.stage2.replay.ReplayConfig`); None: from the trace.
     """
 
     profile: str = DEFAULT_PROFILE
     at_index: int | None = None
     progress: Callable[[int], None] | None = None
+    replay: Any = None
 
 
 @dataclass
@@ -99,6 +103,10 @@ register_source(InputSource(
     "casemate", "casemate log: s-expression records of stores, barriers, TLBIs, locks and "
     "hints (rems-project/casemate)", _looks_like_casemate,
     "ptreplay.checks.runners:run_casemate_log", uses_profile=False))
+register_source(InputSource(
+    "trace", "trace-cmd trace.dat (or raw tracefs folder) of the capture kit's probes: "
+    "replayed through the model of pgtable.c, checked on what the trace observed",
+    lambda head: head.startswith(TRACE_DAT_MAGIC), "ptreplay.stage2.checking:run_trace"))
 
 
 def detect_source(head: bytes, source: str) -> InputSource:
@@ -106,10 +114,6 @@ def detect_source(head: bytes, source: str) -> InputSource:
     for candidate in SOURCES.values():
         if candidate.detect(head):
             return candidate
-    if head.startswith(TRACE_DAT_MAGIC):
-        raise InputError("this is a trace-cmd trace.dat file; checking traces is not "
-                         "available in this build yet (use an effect log or a casemate log)",
-                         source)
     if not head.strip():
         raise InputError("empty input", source)
     names = ", ".join(SOURCES)

@@ -162,6 +162,8 @@ class RefcountChecker:
 
             page.live = False
             page.freed = True
+            if not page.vals:
+                page.vals = {}  # an emptied dict keeps its size: let it go (memory)
             self._freed_in_op.add(page.pa)
             self._touched[page.pa] = page
             freed.append(page)

@@ -23,6 +23,7 @@ import ptreplay.cli.gen  # noqa: F401  (ptreplay gen)
 import ptreplay.cli.info  # noqa: F401  (ptreplay info)
 import ptreplay.cli.maps  # noqa: F401  (ptreplay maps)
 import ptreplay.cli.model  # noqa: F401  (ptreplay model run)
+import ptreplay.cli.replay  # noqa: F401  (ptreplay replay)
 
 __all__ = ["app", "main"]
 

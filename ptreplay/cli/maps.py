@@ -37,9 +37,10 @@ def maps(
     input_kind: Annotated[str | None, typer.Option(
         "--input", metavar="KIND", show_default=False, click_type=click.Choice(list(SOURCES)),
         help="Kind of input: " + ", ".join(SOURCES) + " (default: detected).")] = None,
-    profile: Annotated[str, typer.Option(
-        "--profile", click_type=click.Choice(list(PROFILES)),
-        help="Kernel profile (owner-id encoding).")] = DEFAULT_PROFILE,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", click_type=click.Choice(list(PROFILES)), show_default=False,
+        help=f"Kernel profile (owner-id encoding; default {DEFAULT_PROFILE}, or a trace's own "
+        "kernel).")] = None,
     at: Annotated[int | None, typer.Option(
         "--at", metavar="INDEX", min=0, help="Stop right after the event with this index.")
     ] = None,
