@@ -16,9 +16,9 @@ from ptreplay.checks.maps import (
     ownership_map,
     ptdump,
 )
-from ptreplay.checks.profiles import get_profile
 from ptreplay.checks.stream import StreamInfo, read_effect_log
 from ptreplay.effects import Info, Table
+from ptreplay.model.profiles import get_profile
 
 
 def _owners_from_dump(tables: list[Table], info: Info, profile) -> list[tuple[int, int, int]]:

@@ -77,6 +77,18 @@ def test_text_report(reports):
     assert "in unmap addr=0x2000 size=0x1000 -> 0" in text
     assert text.rstrip().endswith("effects, linux-6.1)")
     assert "clean (21 events checked, casemate)" in render(reports[2], "text")
+    assert " uncertain " not in text.splitlines()[-1]
+
+
+def test_text_summary_counts_uncertain_findings(reports):
+    import dataclasses
+
+    report = reports[0]
+    doubtful = [dataclasses.replace(report.findings[0], uncertain=True), *report.findings[1:]]
+    text = render(Report(report.input, report.input_kind, report.profile, doubtful,
+                         events=report.events), "text")
+    assert "(uncertain)" in text
+    assert "warning(s), 1 uncertain [" in text.splitlines()[-1]
 
 
 def test_junit_report(reports):

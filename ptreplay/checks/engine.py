@@ -25,7 +25,6 @@ from ptreplay.checks.context import Context
 from ptreplay.checks.differential import DifferentialChecker
 from ptreplay.checks.findings import Finding, finding_sort_key
 from ptreplay.checks.ownership import OwnershipChecker
-from ptreplay.checks.profiles import get_profile
 from ptreplay.checks.pte import STAGE2
 from ptreplay.checks.refcount import RefcountChecker
 from ptreplay.checks.shadow import Root, Shadow
@@ -48,6 +47,7 @@ from ptreplay.effects import (
     Warn,
 )
 from ptreplay.errors import TraceFormatError
+from ptreplay.model.profiles import get_profile
 
 __all__ = ["EffectChecker", "check_steps", "default_start_level", "pgd_pages", "MAX_PAGES"]
 
@@ -280,7 +280,7 @@ class EffectChecker:
         if kind.startswith("hyp_"):
             return
         level = e.level
-        if level is not None and level in self.profile.no_level_hints:
+        if level is not None and level in self.profile.tlbi_no_level_hints:
             level = None
         index = self.ctx.index
         text = f"TLBI {kind}"

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
 from ptreplay.checks.findings import Finding
-from ptreplay.checks.profiles import DEFAULT_PROFILE, DecodeProfile
 from ptreplay.checks.shadow import Shadow
 from ptreplay.errors import InputError
+from ptreplay.model.profiles import DEFAULT_PROFILE, Profile
 
 __all__ = ["CheckOptions", "CheckRun", "InputSource", "SOURCES", "register_source",
            "detect_source", "run_source", "TRACE_DAT_MAGIC"]
@@ -53,7 +53,7 @@ class CheckRun:
     findings: list[Finding]
     events: int
     shadow: Shadow
-    profile: DecodeProfile
+    profile: Profile
     profile_name: str | None
     notes: dict[str, str] = field(default_factory=dict)
     fwb: dict[int, bool] = field(default_factory=dict)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ptreplay.checks.profiles import DecodeProfile
 from ptreplay.checks.pte import (
     ATTR_AF,
     granule_shift,
@@ -32,6 +31,7 @@ from ptreplay.checks.pte import (
     table_addr,
 )
 from ptreplay.checks.shadow import Root, Shadow
+from ptreplay.model.profiles import Profile
 
 __all__ = ["OwnerRun", "MapRun", "ownership_map", "ptdump", "mappings", "leaf_entries",
            "format_ownership", "format_mappings", "memtype_name"]
@@ -87,7 +87,7 @@ def leaf_entries(shadow: Shadow, root: Root) -> Iterator[tuple[int, int, int]]:
             yield ipa, level, val
 
 
-def ownership_map(shadow: Shadow, root: Root, profile: DecodeProfile) -> list[OwnerRun]:
+def ownership_map(shadow: Shadow, root: Root, profile: Profile) -> list[OwnerRun]:
     """Who owns each IPA range of ``root`` (host = 0), runs of one owner merged."""
     runs: list[OwnerRun] = []
     shift = shadow.page_shift
@@ -194,7 +194,7 @@ def mappings(shadow: Shadow, root: Root) -> list[MapRun]:
     return runs
 
 
-def format_mappings(shadow: Shadow, root: Root, profile: DecodeProfile,
+def format_mappings(shadow: Shadow, root: Root, profile: Profile,
                     fwb: bool = False) -> str:
     """The mapping map as text: IPA range, size, level, then PA range, perms, type, AF."""
     lines = [f"---[ stage-2 {root.pgd:#x}: IPA bits {root.ia_bits}, start level "

@@ -2,7 +2,7 @@
 
 ``kvm_pgtable_stage2_set_owner()`` marks IPA ranges as owned by a non-host
 entity with invalid entries that carry an owner id
-(``KVM_INVALID_PTE_OWNER_MASK``, see :mod:`ptreplay.checks.profiles`); the
+(``KVM_INVALID_PTE_OWNER_MASK``, see :mod:`ptreplay.model.profiles`); the
 host (owner 0) owns everything else. pKVM ends an ownership only by giving
 the range back with ``set_owner(..., 0)``. The checker reports, with the
 operation that did it:
@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ptreplay.checks.context import Context
-from ptreplay.checks.profiles import DecodeProfile
 from ptreplay.checks.pte import granule_shift, leaf_oa, pte_is_table
 from ptreplay.checks.shadow import Page, Shadow
 from ptreplay.checks.stream import Operation, op_int
+from ptreplay.model.profiles import Profile
 
 __all__ = ["OwnershipChecker"]
 
@@ -53,7 +53,7 @@ class _Pending(NamedTuple):
 class OwnershipChecker:
     """Reports owner annotations that are mapped over or lost."""
 
-    def __init__(self, shadow: Shadow, ctx: Context, profile: DecodeProfile):
+    def __init__(self, shadow: Shadow, ctx: Context, profile: Profile):
         self.shadow = shadow
         self.ctx = ctx
         self.profile = profile

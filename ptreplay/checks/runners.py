@@ -8,9 +8,9 @@ from typing import IO
 from ptreplay.checks.casemate_model import CasemateChecker
 from ptreplay.checks.engine import EffectChecker
 from ptreplay.checks.inputs import CheckOptions, CheckRun
-from ptreplay.checks.profiles import get_profile
 from ptreplay.checks.stream import Step, StreamInfo, read_effect_log
 from ptreplay.formats.casemate import CasemateReader
+from ptreplay.model.profiles import get_profile
 
 __all__ = ["run_effect_log", "run_casemate_log", "CountingReader"]
 

@@ -15,7 +15,6 @@ import click
 import typer
 
 from ptreplay.checks.inputs import SOURCES, CheckOptions, CheckRun, detect_source, run_source
-from ptreplay.checks.profiles import DEFAULT_PROFILE, PROFILES
 from ptreplay.cli.app import app
 from ptreplay.cli.replay import (
     FwbOpt,
@@ -26,6 +25,7 @@ from ptreplay.cli.replay import (
     replay_config,
 )
 from ptreplay.errors import InputError
+from ptreplay.model.profiles import DEFAULT_PROFILE, PROFILES
 from ptreplay.report import FORMATS, Report, render
 
 __all__ = ["check", "open_input", "run_check"]

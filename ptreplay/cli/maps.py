@@ -10,10 +10,10 @@ import typer
 
 from ptreplay.checks.inputs import SOURCES
 from ptreplay.checks.maps import format_mappings, format_ownership, ownership_map, ptdump
-from ptreplay.checks.profiles import DEFAULT_PROFILE, PROFILES
 from ptreplay.cli.app import app
 from ptreplay.cli.check import run_check, write_output
 from ptreplay.errors import InputError
+from ptreplay.model.profiles import DEFAULT_PROFILE, PROFILES
 
 __all__ = ["maps"]
 

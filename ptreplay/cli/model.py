@@ -53,10 +53,7 @@ def run(
 
         ptreplay model run - < my-scenario.jsonl
     """
-    try:
-        kernel = get_profile(profile)
-    except KeyError as err:
-        raise InputError(str(err.args[0]), "--profile") from None
+    kernel = get_profile(profile)
     if scenario == "-":
         runner = run_scenario(_decoded_lines(sys.stdin.buffer, "-"), kernel, sys.stdout,
                               source="-", check=check)

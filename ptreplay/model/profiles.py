@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from ptreplay.errors import InputError
 from ptreplay.model.geometry import GRANULE_4K, GRANULE_16K, Granule
 from ptreplay.model.pte import (
     KVM_INVALID_PTE_LOCKED,
@@ -58,6 +59,7 @@ from ptreplay.model.pte import (
     KVM_PGTABLE_PROT_W,
     KVM_PGTABLE_PROT_X,
     TLBI_TTL_UNKNOWN,
+    kvm_init_invalid_leaf_owner,
 )
 from ptreplay.model.walker612 import (
     KVM_PGTABLE_WALK_HANDLE_FAULT,
@@ -67,7 +69,7 @@ from ptreplay.model.walker612 import (
 )
 
 __all__ = ["Profile", "LINUX_5_13", "LINUX_6_1", "LINUX_6_12", "LINUX_6_12_16K", "PROFILES",
-           "get_profile"]
+           "DEFAULT_PROFILE", "get_profile"]
 
 _BASE_PROTS = {
     "R": KVM_PGTABLE_PROT_R,
@@ -125,6 +127,34 @@ class Profile:
     #: ``enum kvm_pgtable_walk_flags`` names a scenario ``map`` may pass (6.12).
     map_flag_names: Mapping[str, int] = field(default_factory=dict)
 
+    # -- what readers of this kernel's entries and TLBIs need (the checkers) ----------
+
+    @property
+    def page_shift(self) -> int:
+        """``PAGE_SHIFT`` of the build."""
+        return self.granule.page_shift
+
+    @property
+    def tlbi_no_level_hints(self) -> frozenset[int]:
+        """TLBI ``level`` values that carry no level hint: 0 (``__tlbi_level()``
+        ignores it) and the level this kernel passes for table entries when that
+        is a "level unknown" marker (6.12's ``TLBI_TTL_UNKNOWN``)."""
+        hints = {0}
+        if self.table_tlbi_level is not None:
+            hints.add(self.table_tlbi_level)
+        return frozenset(hints)
+
+    def owner_of(self, pte: int) -> int:
+        """Owner id an invalid entry carries (``FIELD_GET(KVM_INVALID_PTE_OWNER_MASK)``);
+        0 (the host) for a valid entry."""
+        if pte & 1:
+            return 0
+        return (pte >> self.owner_shift) & 0xFF
+
+    def owner_pte(self, owner_id: int) -> int:
+        """``kvm_init_invalid_leaf_owner(owner_id)`` of this kernel."""
+        return kvm_init_invalid_leaf_owner(owner_id, self.owner_shift)
+
 
 LINUX_5_13 = Profile(
     name="linux-5.13",
@@ -171,9 +201,15 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {p.name: p for p in (LINUX_5_13, LINUX_6_1, LINUX_6_12, LINUX_6_12_16K)})
 
 
+#: the profile of the real recordings (Debian 6.1), used when nothing says otherwise.
+DEFAULT_PROFILE = "linux-6.1"
+
+
 def get_profile(name: str) -> Profile:
-    """The profile called ``name``; ``KeyError`` lists the known ones."""
+    """The profile called ``name``; an unknown name is an :class:`InputError` listing
+    the known ones."""
     try:
         return PROFILES[name]
     except KeyError:
-        raise KeyError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
+        raise InputError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})",
+                         "--profile") from None

@@ -72,9 +72,11 @@ def write_text(report: Report) -> str:
                    f"{report.input_kind}{_profile(report)})")
     else:
         kinds = ", ".join(f"{n} {k}" for k, n in report.by_kind.items())
+        uncertain = sum(1 for f in report.findings if f.uncertain)
+        doubt = f", {uncertain} uncertain" if uncertain else ""
         out.append(f"{report.input}: {len(report.findings)} finding(s): {report.errors} "
-                   f"error(s), {report.warnings} warning(s) [{kinds}] ({report.events} events "
-                   f"checked, {report.input_kind}{_profile(report)})")
+                   f"error(s), {report.warnings} warning(s){doubt} [{kinds}] ({report.events} "
+                   f"events checked, {report.input_kind}{_profile(report)})")
     return "\n".join(out) + "\n"
 
 
