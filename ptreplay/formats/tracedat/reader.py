@@ -170,6 +170,10 @@ class _Reader:
         return out
 
 
+# CPU data read through the mapping is released every this many bytes (see _release)
+_RELEASE_STEP = 1 << 20
+
+
 class TraceDatFile:
     """An open trace.dat file (see the module docstring).
 
@@ -589,7 +593,7 @@ class TraceDatFile:
             return
         if not buf.compressed:
             end = cpu.offset + cpu.size
-            pos = cpu.offset
+            pos = done = cpu.offset
             while pos < end:
                 if pos + ps > self.file_size:
                     raise TraceFormatError(
@@ -598,8 +602,24 @@ class TraceDatFile:
                         self.source, offset=pos)
                 yield self.data, pos, pos
                 pos += ps
+                if pos - done >= _RELEASE_STEP:
+                    done = self._release(done, pos)
             return
         yield from self._chunk_pages(buf, cpu)
+
+    def _release(self, start: int, end: int) -> int:
+        """Drop this process's mapping of file bytes ``[start, end)`` already read.
+
+        The pages stay in the page cache (and fault back in if read again);
+        without this, every byte of the file read once would stay in the
+        process's resident set, and RSS would grow with the trace length.
+        Returns the page-aligned offset up to which the mapping was dropped.
+        """
+        lo = start & ~(mmap.PAGESIZE - 1)
+        hi = end & ~(mmap.PAGESIZE - 1)
+        if hi > lo and isinstance(self.data, mmap.mmap):
+            self.data.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        return max(hi, start)
 
     def _chunk_pages(self, buf: BufferData, cpu: CpuData) -> Iterator[tuple[Any, int, int]]:
         assert self.codec is not None
@@ -616,7 +636,10 @@ class TraceDatFile:
             raise TraceFormatError(f"CPU {cpu.cpu}: {count} chunks cannot fit in {cpu.size} "
                                    f"bytes", self.source, offset=cpu.offset)
         ps = buf.page_size
+        done = cpu.offset
         for i in range(count):
+            if r.pos - done >= _RELEASE_STEP:
+                done = self._release(done, r.pos)
             where = r.where()
             ch = r.parse(self.s.chunk_header, f"chunk {i} header of CPU {cpu.cpu}")
             if r.pos + ch.csize > r.end:
