@@ -33,8 +33,8 @@ from ptreplay.checks.pte import (
 from ptreplay.checks.shadow import Root, Shadow
 from ptreplay.model.profiles import Profile
 
-__all__ = ["OwnerRun", "MapRun", "ownership_map", "ptdump", "mappings", "leaf_entries",
-           "format_ownership", "format_mappings", "memtype_name"]
+__all__ = ["LAYOUTS", "root_maps", "OwnerRun", "MapRun", "ownership_map", "ptdump", "mappings",
+           "leaf_entries", "format_ownership", "format_mappings", "memtype_name"]
 
 
 class OwnerRun(NamedTuple):
@@ -224,3 +224,24 @@ def format_ownership(runs: list[OwnerRun], root: Root) -> str:
         who = "host" if run.owner == 0 else f"owner {run.owner}"
         lines.append(f"0x{run.start:016x}-0x{run.end:016x} {_size(run.end - run.start)} {who}")
     return "\n".join(lines) + "\n"
+
+
+# What ``--layout`` may ask for (``maps`` and ``replay`` alike).
+LAYOUTS = {
+    "all": "owners, then full",
+    "owners": "which owner id holds each IPA range (host = 0, runs merged)",
+    "ptdump": "the kernel's stage-2 ptdump debugfs layout, to diff with a live dump",
+    "full": "IPA -> PA, level, permissions, memory type, AF",
+}
+
+
+def root_maps(shadow: Shadow, root: Root, profile: Profile, fwb: bool, layout: str) -> str:
+    """One root's maps as text, in one of the :data:`LAYOUTS`."""
+    parts = []
+    if layout in ("all", "owners"):
+        parts.append(format_ownership(ownership_map(shadow, root, profile), root))
+    if layout == "ptdump":
+        parts.append(ptdump(shadow, root))
+    if layout in ("all", "full"):
+        parts.append(format_mappings(shadow, root, profile, fwb))
+    return "".join(parts)

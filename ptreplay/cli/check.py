@@ -145,7 +145,9 @@ def write_output(text: str, output: Path | None) -> None:
         raise InputError(f"cannot write: {err.strerror}", str(output)) from None
 
 
-@app.command("check", epilog=_EXAMPLES, help=(
+@app.command("check", epilog=_EXAMPLES, short_help=(
+    "Find bugs in a trace, effect log or casemate log (exit 0 clean, 1 "
+    "findings, 2 bad input)."), help=(
     "Check INPUT for break-before-make violations, table refcount leaks and lifetime bugs, "
     "lost ownership annotations, and casemate's locking rules. INPUT is an effect log "
     "(JSON lines, what `ptreplay model run` prints), a casemate log, or a trace (trace.dat "

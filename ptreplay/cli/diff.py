@@ -31,7 +31,9 @@ def _read(path: Path) -> str:
         raise InputError("not UTF-8 text", str(path)) from None
 
 
-@app.command("diff", epilog=_EXAMPLES, help=(
+@app.command("diff", epilog=_EXAMPLES, short_help=(
+    "Compare two JSON reports: new, fixed "
+    "and unchanged findings."), help=(
     "Compare two reports written by `ptreplay check --format json`: findings that are new in "
     "NEW, fixed since OLD, or unchanged. Findings match by kind, IPA range, level, operation "
     "and source location, not by event number. Exit status: 0 no new findings, 1 new "

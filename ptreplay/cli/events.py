@@ -25,7 +25,9 @@ Examples:
 """
 
 
-@app.command(epilog=_EPILOG)
+@app.command(epilog=_EPILOG, short_help=(
+    "Print a trace's events (trace-cmd "
+    "report -R lines, or JSON)."))
 def events(
     trace: Annotated[str, typer.Argument(help="trace.dat file or raw tracefs folder")],
     event: Annotated[list[str] | None, typer.Option(

@@ -67,7 +67,9 @@ def sidecar_json(sidecar: dict[str, Any]) -> str:
     return json.dumps(_hexify(sidecar), indent=2) + "\n"
 
 
-@app.command(epilog=_EPILOG)
+@app.command(epilog=_EPILOG, short_help=(
+    "Write a synthetic stage-2 trace.dat, "
+    "optionally with one planted bug."))
 def gen(
     scenario: Annotated[str | None, typer.Argument(
         metavar="[SCENARIO.jsonl]",

@@ -22,7 +22,9 @@ Examples:
 """
 
 
-@app.command(epilog=_EPILOG)
+@app.command(epilog=_EPILOG, short_help=(
+    "Show a trace's format, buffers, CPUs, events per name and lost "
+    "events."))
 def info(
     trace: Annotated[str, typer.Argument(help="trace.dat file or raw tracefs folder")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",

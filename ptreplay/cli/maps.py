@@ -9,7 +9,7 @@ import click
 import typer
 
 from ptreplay.checks.inputs import SOURCES
-from ptreplay.checks.maps import format_mappings, format_ownership, ownership_map, ptdump
+from ptreplay.checks.maps import LAYOUTS, root_maps
 from ptreplay.cli.app import app
 from ptreplay.cli.check import run_check, write_output
 from ptreplay.errors import InputError
@@ -25,15 +25,17 @@ _EXAMPLES = (
     "stage2_page_tables)")
 
 
-@app.command("maps", epilog=_EXAMPLES, help=(
+@app.command("maps", epilog=_EXAMPLES, short_help=(
+    "Ownership and mapping maps of any input, at the end or after an event "
+    "index."), help=(
     "Print, for each page table of INPUT, the ownership map (which owner id holds each IPA "
     "range; host = 0) and the mapping map, at the end of the input or right after event "
-    "--at. Layouts: owners; ptdump (the kernel's stage-2 ptdump debugfs file, including the "
-    "last run, which the kernel omits); full (IPA -> PA, level, permissions, memory type, "
-    "AF); all (owners then full)."))
+    "--at. INPUT is an effect log, a casemate log or a trace; for a trace, `ptreplay replay` "
+    "prints the same maps with the platform options and --at TIMESTAMP. The ptdump layout "
+    "includes the last run, which the kernel's debugfs file omits."))
 def maps(
     input: Annotated[str, typer.Argument(
-        metavar="INPUT", help="Effect log or casemate log; - reads stdin.")],
+        metavar="INPUT", help="Effect log, casemate log or trace; - reads stdin.")],
     input_kind: Annotated[str | None, typer.Option(
         "--input", metavar="KIND", show_default=False, click_type=click.Choice(list(SOURCES)),
         help="Kind of input: " + ", ".join(SOURCES) + " (default: detected).")] = None,
@@ -47,8 +49,8 @@ def maps(
     root: Annotated[str | None, typer.Option(
         "--root", metavar="PGD", help="Only the page table whose pgd is at PGD (hex).")] = None,
     layout: Annotated[str, typer.Option(
-        "--layout", click_type=click.Choice(["all", "owners", "ptdump", "full"]),
-        help="What to print.")] = "all",
+        "--layout", click_type=click.Choice(list(LAYOUTS)),
+        help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()) + ".")] = "all",
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", metavar="FILE", help="Write to FILE, not stdout.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -65,14 +67,7 @@ def maps(
         roots = [r for r in roots if r.pgd == want]
         if not roots:
             raise InputError(f"no page table with pgd {want:#x} is live there", name)
-    parts = []
-    for r in roots:
-        if layout in ("all", "owners"):
-            parts.append(format_ownership(ownership_map(shadow, r, run.profile), r))
-        if layout == "ptdump":
-            parts.append(ptdump(shadow, r))
-        if layout in ("all", "full"):
-            parts.append(format_mappings(shadow, r, run.profile, run.fwb.get(r.pgd, False)))
+    parts = [root_maps(shadow, r, run.profile, run.fwb.get(r.pgd, False), layout) for r in roots]
     if not roots:
         parts.append(f"{name}: no live page table" + (f" after event {at}" if at is not None
                                                        else "") + "\n")

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import click
 import typer
 
+from ptreplay.checks.maps import LAYOUTS
 from ptreplay.cli.app import app
 from ptreplay.errors import InputError
 
@@ -90,7 +91,9 @@ JobsOpt = Annotated[int, typer.Option(
     "--jobs", "-j", min=1, max=2, help="2: read the trace in a second process.")]
 
 
-@app.command(epilog=_EPILOG)
+@app.command(epilog=_EPILOG, short_help=(
+    "Ownership and mapping maps of a trace's stage-2 roots, at the end or "
+    "at a timestamp."))
 def replay(
     trace: Annotated[str, typer.Argument(help="trace.dat file or raw tracefs folder")],
     at: Annotated[str | None, typer.Option(
@@ -101,10 +104,8 @@ def replay(
         "--root", metavar="PGD", help="Only the root whose pgd is PGD (hex, as the trace "
         "shows it, or as the maps print it).")] = None,
     layout: Annotated[str, typer.Option(
-        "--layout", click_type=click.Choice(["all", "owners", "ptdump", "full"]),
-        help="owners: which owner holds each IPA range; ptdump: the kernel's stage-2 ptdump "
-        "layout; full: IPA -> PA, level, permissions, memory type, AF; all: owners and "
-        "ptdump.")] = "all",
+        "--layout", click_type=click.Choice(list(LAYOUTS)),
+        help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()) + ".")] = "all",
     profile: ProfileOpt = None,
     fwb: FwbOpt = None,
     hw_af: HwAfOpt = None,

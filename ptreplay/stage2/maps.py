@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptreplay.checks.engine import EffectChecker
-from ptreplay.checks.maps import format_mappings, format_ownership, ownership_map, ptdump
+from ptreplay.checks.maps import root_maps
 from ptreplay.errors import InputError
 from ptreplay.stage2.checking import check_trace
 from ptreplay.stage2.replay import ReplayConfig
@@ -26,15 +26,7 @@ def _root_text(checker: EffectChecker, pgd: int, layout: str) -> str:
     root = checker.shadow.roots.get(pgd)
     if root is None:
         return ""
-    parts = []
-    if layout in ("all", "owners"):
-        parts.append(format_ownership(ownership_map(checker.shadow, root, checker.profile), root))
-    if layout in ("all", "ptdump"):
-        parts.append(ptdump(checker.shadow, root))
-    if layout == "full":
-        parts.append(format_mappings(checker.shadow, root, checker.profile,
-                                     checker.fwb.get(pgd, False)))
-    return "".join(parts)
+    return root_maps(checker.shadow, root, checker.profile, checker.fwb.get(pgd, False), layout)
 
 
 def render_maps(path: str, config: ReplayConfig | None = None, *, until: int | None = None,
@@ -45,7 +37,7 @@ def render_maps(path: str, config: ReplayConfig | None = None, *, until: int | N
     :param until: the state after the operations that returned by this timestamp (ns).
     :param root: only the root whose pgd is this (kernel virtual address, or the
         maps' own address for it).
-    :param layout: ``owners``, ``ptdump``, ``full`` or ``all`` (owners and ptdump).
+    :param layout: one of :data:`~ptreplay.checks.maps.LAYOUTS`.
     """
     run = check_trace(path, config, progress=progress, until_ts=until,
                       snapshot=lambda checker, pgd: _root_text(checker, pgd, layout))
