@@ -125,31 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         typer_main(argv)
         return
     command, params = fast
-    from ptreplay.errors import InputError
+    from ptreplay import showtrace
+    from ptreplay.errors import run_command
 
-    try:
-        if command == "events":
-            from ptreplay.showtrace import run_events
-
-            run_events(**params)
-        else:
-            from ptreplay.showtrace import run_info
-
-            run_info(**params)
-        sys.stdout.flush()
-    except InputError as err:
-        sys.stderr.write(f"ptreplay: error: {err.message()}\n")
-        sys.exit(2)
-    except BrokenPipeError:
-        # the reader of our output went away (``ptreplay events T | head``)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)  # what typer's standalone mode does: both lanes behave alike
-    except MemoryError:
-        sys.stderr.write("ptreplay: error: out of memory\n")
-        sys.exit(2)
+    body = showtrace.run_events if command == "events" else showtrace.run_info
+    run_command(lambda: body(**params))
 
 
 def run() -> None:

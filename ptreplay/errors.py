@@ -8,6 +8,10 @@ traceback for them.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+
 
 class InputError(Exception):
     """Bad input: says what is wrong and where.
@@ -62,3 +66,29 @@ class TraceFormatError(InputError):
 
 class ScenarioError(InputError):
     """A model scenario (JSON lines of operations) is malformed."""
+
+
+def run_command(body: Callable[[], object]) -> None:
+    """Run a command's body the way the command line promises.
+
+    Bad input (:class:`InputError`) prints ``ptreplay: error: <what>, at
+    offset N`` and exits 2; a reader that went away (``ptreplay events T |
+    head``) ends the output quietly with exit 1; Ctrl-C exits 130 without a
+    traceback (as typer's standalone mode does); running out of memory is
+    one line and exit 2.
+    """
+    try:
+        body()
+        sys.stdout.flush()
+    except InputError as err:
+        sys.stderr.write(f"ptreplay: error: {err.message()}\n")
+        sys.exit(2)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except MemoryError:
+        sys.stderr.write("ptreplay: error: out of memory\n")
+        sys.exit(2)

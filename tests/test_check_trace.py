@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, require_shared
-from trace_variants import locate, write_variant
+from trace_variants import events_in_op, locate, write_variant
 
 from ptreplay.stage2.checking import check_trace
 from ptreplay.stage2.replay import ReplayConfig
@@ -49,20 +49,6 @@ def test_clean_prefix_has_no_findings(base: Path) -> None:
     assert _kinds(base) == []
 
 
-def _op_events(events: list, op_name: str, effect: str) -> list[int]:
-    open_op: dict[int, str] = {}
-    out = []
-    for index, name, cpu, _fields in events:
-        if name.startswith("kvm_pgtable_stage2_"):
-            if name.endswith("__return"):
-                open_op.pop(cpu, None)
-            else:
-                open_op[cpu] = name
-        elif name == effect and open_op.get(cpu) == op_name:
-            out.append(index)
-    return out
-
-
 @pytest.mark.parametrize("op_name,effect,finding", [
     ("kvm_pgtable_stage2_unmap", "kvm_s2_put_page", "refcount-leak"),
     ("kvm_pgtable_stage2_map", "kvm_host_get_page", "refcount-underflow"),
@@ -70,7 +56,7 @@ def _op_events(events: list, op_name: str, effect: str) -> list[int]:
 ])
 def test_erased_effect_gives_a_divergence_there_and_a_checker_finding(
         tmp_path: Path, events: list, op_name: str, effect: str, finding: str) -> None:
-    where = _op_events(events, op_name, effect)[0]
+    where = events_in_op(events, op_name, effect)[0]
     entry = max(i for i, name, _c, _f in events[:where] if name == op_name)
     found = _kinds(write_variant(VHE, tmp_path / "v.dat", 0, N, drop={where}))
     assert ("divergence-effect", where, False) in found
@@ -79,7 +65,7 @@ def test_erased_effect_gives_a_divergence_there_and_a_checker_finding(
 
 def test_double_put_is_a_refcount_finding(tmp_path: Path, events: list) -> None:
     """A put_page the kernel did twice: the trace shows it twice (a copy of the event)."""
-    where = _op_events(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
+    where = events_in_op(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
     path = write_variant(VHE, tmp_path / "v.dat", 0, N, duplicate={where})
     found = _kinds(path)
     assert ("divergence-effect", where + 1, False) in found
@@ -106,7 +92,7 @@ def test_cli_exit_codes_and_platform_report(tmp_path: Path, base: Path, events: 
     assert clean.returncode == 0, clean.stderr
     assert "profile: linux-6.1 (from the trace)" in clean.stdout
     assert "platform fwb: yes" in clean.stdout and "platform vhe: yes" in clean.stdout
-    where = _op_events(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
+    where = events_in_op(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
     bad = write_variant(VHE, tmp_path / "bad.dat", 0, N, drop={where})
     out = _cli("check", str(bad), "--quiet", "--format", "json")
     assert out.returncode == 1
@@ -153,7 +139,7 @@ def test_help_has_examples() -> None:
 
 def test_one_process_or_two_same_report(tmp_path: Path, events: list) -> None:
     """The reader process changes nothing: byte-identical reports, run after run."""
-    where = _op_events(events, "kvm_pgtable_stage2_map", "kvm_host_get_page")[0]
+    where = events_in_op(events, "kvm_pgtable_stage2_map", "kvm_host_get_page")[0]
     bad = write_variant(VHE, tmp_path / "bad.dat", 0, N, drop={where})
     outs = [_cli("check", str(bad), "--quiet", "--format", "json", "--jobs", j).stdout
             for j in ("1", "2", "2")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, require_shared
-from trace_variants import locate, write_variant
+from trace_variants import events_in_op, locate, write_variant
 
 from ptreplay.stage2.replay import Replay, ReplayConfig, ReplayStep
 from ptreplay.stage2.source import Stage2Trace
@@ -40,22 +40,6 @@ def _replay(path: Path, config: ReplayConfig | None = None
         return steps, st.event_indexes(ordinals)
 
 
-def _in_op(events: list, op_name: str, effect: str) -> list[int]:
-    """Indexes of ``effect`` events inside calls of ``op_name`` (same CPU, between entry
-    and return)."""
-    open_op: dict[int, str] = {}
-    out = []
-    for index, name, cpu, _fields in events:
-        if name.startswith("kvm_pgtable_stage2_"):
-            if name.endswith("__return"):
-                open_op.pop(cpu, None)
-            else:
-                open_op[cpu] = name
-        elif name == effect and open_op.get(cpu) == op_name:
-            out.append(index)
-    return out
-
-
 def _only_divergence(steps: list[ReplayStep]) -> ReplayStep:
     div = [s for s in steps if s.diverges]
     assert len(div) == 1, [(s.op.kind, s.index) for s in div]
@@ -78,7 +62,7 @@ def test_unchanged_prefix_replays_without_divergence(tmp_path: Path) -> None:
 ])
 def test_erased_effect_is_missing_where_it_was(tmp_path: Path, events: list, op_name: str,
                                                effect: str, record: str) -> None:
-    where = _in_op(events, op_name, effect)[0]
+    where = events_in_op(events, op_name, effect)[0]
     steps, index = _replay(write_variant(SRC, tmp_path / "v.dat", 0, N, drop={where}))
     step = _only_divergence(steps)
     assert step.op.func == op_name and not step.ret_diverges
@@ -105,7 +89,7 @@ def st_index(index: dict[int, int], step: ReplayStep) -> int:
 
 def test_missing_unmap_diverges_at_the_next_operation_on_that_range(tmp_path: Path,
                                                                     events: list) -> None:
-    put = _in_op(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
+    put = events_in_op(events, "kvm_pgtable_stage2_unmap", "kvm_s2_put_page")[0]
     entry = max(i for i, name, _c, _f in events[:put] if name == "kvm_pgtable_stage2_unmap")
     ret = min(i for i, name, _c, _f in events[put:] if name == "kvm_pgtable_stage2_unmap__return")
     addr = events[entry][3]["addr"]

@@ -71,3 +71,19 @@ def locate(src: Path, stop: int) -> list[tuple[int, str, int, dict[str, Any]]]:
                 break
             out.append((ev.index, ev.name, ev.cpu, dict(ev.fields)))  # type: ignore[union-attr]
     return out
+
+
+def events_in_op(events: list, op_name: str, effect: str) -> list[int]:
+    """Indexes of ``effect`` events inside calls of ``op_name`` (same CPU, between entry
+    and return)."""
+    open_op: dict[int, str] = {}
+    out = []
+    for index, name, cpu, _fields in events:
+        if name.startswith("kvm_pgtable_stage2_"):
+            if name.endswith("__return"):
+                open_op.pop(cpu, None)
+            else:
+                open_op[cpu] = name
+        elif name == effect and open_op.get(cpu) == op_name:
+            out.append(index)
+    return out

@@ -7,11 +7,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from ptreplay.cli.app import app
-from ptreplay.errors import InputError
+from ptreplay.errors import run_command
 
 # Importing a command module registers its commands on ``app``: one line per module.
 # isort: split
@@ -30,19 +27,4 @@ __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit 2 with one line on bad input, never a traceback."""
-    try:
-        app(args=argv, prog_name="ptreplay")
-    except InputError as err:
-        sys.stderr.write(f"ptreplay: error: {err.message()}\n")
-        sys.exit(2)
-    except BrokenPipeError:
-        # The reader of our output went away (``ptreplay events T | head``).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("ptreplay: interrupted\n")
-        sys.exit(130)
-    except MemoryError:
-        sys.stderr.write("ptreplay: error: out of memory\n")
-        sys.exit(2)
+    run_command(lambda: app(args=argv, prog_name="ptreplay"))
