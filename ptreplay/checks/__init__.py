@@ -17,10 +17,26 @@ The checkers rebuild page-table state from the stream itself
 
 from __future__ import annotations
 
-from ptreplay.checks.casemate_model import CasemateChecker
-from ptreplay.checks.engine import EffectChecker, check_steps
-from ptreplay.checks.findings import KINDS, Finding, Kind
-from ptreplay.checks.stream import Observed, Operation, Step, StreamInfo, read_effect_log
+from importlib import import_module
+from typing import Any
 
-__all__ = ["EffectChecker", "CasemateChecker", "check_steps", "Finding", "Kind", "KINDS",
-           "Step", "Operation", "Observed", "StreamInfo", "read_effect_log"]
+# The package exports, each from its module; loaded on first use so that a
+# command importing one checker module does not load them all.
+_EXPORTS = {
+    "EffectChecker": "engine", "check_steps": "engine",
+    "CasemateChecker": "casemate_model",
+    "Finding": "findings", "Kind": "findings", "KINDS": "findings",
+    "Step": "stream", "Operation": "stream", "Observed": "stream", "StreamInfo": "stream",
+    "read_effect_log": "stream",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """The export ``name``, imported from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

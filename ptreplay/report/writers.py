@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from ptreplay import __version__
 from ptreplay.checks.findings import KINDS, Finding
@@ -86,6 +85,8 @@ def _profile(report: Report) -> str:
 
 def write_junit(report: Report) -> str:
     """JUnit XML: one test case per finding kind, failing with that kind's findings."""
+    from xml.sax.saxutils import escape, quoteattr  # (loads urllib: only when asked for)
+
     cases = []
     by_kind: dict[str, list[Finding]] = {}
     for f in report.findings:
