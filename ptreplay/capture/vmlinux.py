@@ -187,7 +187,7 @@ class ImageCheck:
 
 
 def fetch_size(arg: FetchArg) -> int | None:
-    """The bytes a fetch argument reads (``x64`` 8, ``u32[4]`` 16, ``b4@2/32`` 4), None for strings."""
+    """Bytes a fetch argument reads (``x64`` 8, ``u32[4]`` 16, ``b4@2/32`` 4); None: a string."""
     base = arg.base_type
     bitfield = _BITFIELD.match(base)
     size = int(bitfield.group("container")) // 8 if bitfield else _FETCH_SIZES.get(base)
