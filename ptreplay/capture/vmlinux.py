@@ -236,9 +236,21 @@ class _SectionStream(io.RawIOBase):
         return len(chunk)
 
 
+def _describe(err: BaseException) -> str:
+    """A short, one-line account of what pyelftools (or the file system) raised."""
+    text = " ".join(str(err).split())[:160]
+    if isinstance(err, OSError):
+        return f"cannot read: {err.strerror or text}"
+    if isinstance(err, ValueError | struct.error | EOFError) and len(text) > 12:
+        return text
+    if type(err).__module__.startswith("elftools") and len(text) > 12:
+        return text
+    return f"{type(err).__name__} {text}".strip()
+
+
 @contextmanager
-def _reading(path: str) -> Iterator[None]:
-    """Turn whatever pyelftools raises on a malformed image into one :class:`ImageError`."""
+def _reading(path: str, part: str) -> Iterator[None]:
+    """Turn whatever pyelftools raises on a malformed ``part`` into one :class:`ImageError`."""
     from elftools.common.exceptions import DWARFError, ELFError
     from elftools.construct.core import ConstructError
 
@@ -248,9 +260,8 @@ def _reading(path: str) -> Iterator[None]:
         raise
     except (ELFError, DWARFError, ConstructError, struct.error, ValueError, KeyError,
             IndexError, AssertionError, NotImplementedError, EOFError, OverflowError,
-            UnicodeDecodeError, AttributeError, TypeError, RecursionError) as err:
-        what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ImageError(f"malformed ELF or DWARF: {what[:200]}", path) from None
+            UnicodeDecodeError, AttributeError, TypeError, RecursionError, OSError) as err:
+        raise ImageError(f"malformed {part}: {_describe(err)}", path) from None
 
 
 def _check_extents(elf: Any, size: int, path: str) -> None:
@@ -314,7 +325,7 @@ def _symbol_problem(defn: ProbeDefinition, name: str, sym: _Symbol) -> ProbeProb
     expected = f"a function symbol {name}"
     if sym.other_types:
         return ProbeProblem(defn.event, defn.symbol, "not a function", expected,
-                            f"a {'/'.join(sorted(sym.other_types))} symbol")
+                            f"a symbol of type {'/'.join(sorted(sym.other_types))}")
     if sym.clones:
         found = (f"only the compiler's clones {', '.join(sorted(sym.clones))} "
                  "(the kernel does not probe them by the plain name)")
@@ -357,6 +368,11 @@ def _dwarf_info(elf: Any, data: mmap.mmap) -> Any | None:
     return DWARFInfo(config=config, **{p: sections.get(p) for p in params})
 
 
+def _unit_end(cu: Any) -> int:
+    """The offset just past a unit in ``.debug_info``."""
+    return int(cu.cu_offset + cu["unit_length"] + cu.structs.initial_length_field_size())
+
+
 def _die_name(die: Any) -> str | None:
     attr = die.attributes.get("DW_AT_name")
     if attr is None:
@@ -383,13 +399,24 @@ def _type_size(die: Any, address_size: int) -> int | None:
 
 
 def _array_size(die: Any, address_size: int) -> int | None:
+    """Element size times the counts of the subranges that follow the array DIE.
+
+    The subranges are read forward from the array DIE (never through
+    ``DW_AT_sibling``, which damaged DWARF can point backwards).
+    """
+    from elftools.dwarf.die import DIE
+
     element = _type_size(die, address_size)
-    if element is None:
+    if element is None or not die.has_children:
         return None
     total = element
-    for sub in die.iter_children():
-        if sub.tag != "DW_TAG_subrange_type":
-            continue
+    offset, end = die.offset + die.size, _unit_end(die.cu)
+    while offset < end:
+        sub = DIE(die.cu, die.stream, offset)
+        if sub.is_null():
+            return total
+        if sub.has_children or sub.tag != "DW_TAG_subrange_type":
+            return None
         if "DW_AT_count" in sub.attributes:
             count = sub.attributes["DW_AT_count"].value
         elif "DW_AT_upper_bound" in sub.attributes:
@@ -399,7 +426,8 @@ def _array_size(die: Any, address_size: int) -> int | None:
         if not isinstance(count, int):
             return None
         total *= count
-    return total
+        offset += sub.size
+    return None
 
 
 def _member_offset(die: Any) -> int | None:
@@ -418,26 +446,45 @@ def _member_offset(die: Any) -> int | None:
     return None
 
 
-def _struct_members(die: Any) -> dict[str, StructMember]:
-    address_size = die.cu["address_size"]
-    members: dict[str, StructMember] = {}
-    for child in die.iter_children():
-        name = _die_name(child)
-        if child.tag != "DW_TAG_member" or name is None:
-            continue
-        members[name] = StructMember(name, _member_offset(child), _type_size(child, address_size))
-    return members
+def _struct_members(members: list[Any]) -> dict[str, StructMember]:
+    """Offsets and sizes of a structure's ``DW_TAG_member`` DIEs."""
+    out: dict[str, StructMember] = {}
+    for die in members:
+        name = _die_name(die)
+        if name is not None:
+            size = _type_size(die, die.cu["address_size"])
+            out[name] = StructMember(name, _member_offset(die), size)
+    return out
 
 
 def _structs_in_unit(cu: Any, wanted: set[str]) -> dict[str, dict[str, StructMember]]:
-    """The definitions of the ``wanted`` structure tags at the top level of one unit."""
+    """The definitions of the ``wanted`` structure tags at the top level of one unit.
+
+    The unit is read forward, DIE after DIE, keeping the nesting depth (top-level
+    DIEs are at depth 1, a structure's members at depth 2); the walk stops once
+    every wanted structure has been read.
+    """
     found: dict[str, dict[str, StructMember]] = {}
-    for die in cu.get_top_DIE().iter_children():
-        if die.tag != "DW_TAG_structure_type" or "DW_AT_declaration" in die.attributes:
+    depth = 0
+    current: tuple[str, list[Any]] | None = None
+    for die in cu.iter_DIEs():
+        if die.is_null():
+            depth -= 1
+            if depth == 1 and current is not None:
+                found[current[0]] = _struct_members(current[1])
+                current = None
+                if found.keys() >= wanted:
+                    break
             continue
-        name = _die_name(die)
-        if name in wanted and name not in found and die.has_children:
-            found[name] = _struct_members(die)
+        if depth == 1:
+            name = _die_name(die)
+            if (die.tag == "DW_TAG_structure_type" and die.has_children and name in wanted
+                    and name not in found and "DW_AT_declaration" not in die.attributes):
+                current = (name, [])
+        elif depth == 2 and current is not None and die.tag == "DW_TAG_member":
+            current[1].append(die)
+        if die.has_children:
+            depth += 1
     return found
 
 
@@ -529,7 +576,7 @@ def _open_elf(path: Path) -> tuple[Any, Any, mmap.mmap]:
                              source, offset=0)
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         f.seek(0)
-        with _reading(source):
+        with _reading(source, "ELF headers"):
             elf = ELFFile(f)
             _check_extents(elf, size, source)
     except BaseException:
@@ -548,8 +595,7 @@ def check_image(path: Path, probe_set: ProbeSet) -> ImageCheck:
     source = str(path)
     f, elf, data = _open_elf(path)
     try:
-        with _reading(source):
-            return _check(elf, data, source, probe_set)
+        return _check(elf, data, source, probe_set)
     finally:
         data.close()
         f.close()
@@ -558,10 +604,12 @@ def check_image(path: Path, probe_set: ProbeSet) -> ImageCheck:
 def _check(elf: Any, data: mmap.mmap, source: str, probe_set: ProbeSet) -> ImageCheck:
     defs = [e.definition for e in probe_set.entries]
     names = {d.symbol.rpartition(":")[2] for d in defs}
-    symbols = _read_symbols(elf, names, source)
+    with _reading(source, "symbol table"):
+        symbols = _read_symbols(elf, names, source)
     problems: list[ProbeProblem] = []
     notes: list[str] = []
-    machine = elf.get_machine_arch()
+    with _reading(source, "ELF headers"):
+        machine = elf.get_machine_arch()
     if machine != "AArch64":
         notes.append(f"the image is for {machine}, the probe set for arm64 "
                      "(symbols and structure layouts are checked all the same)")
@@ -573,19 +621,20 @@ def _check(elf: Any, data: mmap.mmap, source: str, probe_set: ProbeSet) -> Image
     wanted = {tag for d in defs for _, tag, _ in _member_args(d)}
     layouts: dict[str, dict[str, StructMember]] = {}
     if wanted:
-        dwarf = _dwarf_info(elf, data)
+        with _reading(source, "DWARF"):
+            dwarf = _dwarf_info(elf, data)
+            layouts = _find_structs(dwarf, wanted) if dwarf is not None else {}
         if dwarf is None:
             notes.append("no DWARF (.debug_info): member offsets not checked")
         else:
-            layouts = _find_structs(dwarf, wanted)
             for tag in sorted(wanted - layouts.keys()):
                 notes.append(f"the DWARF does not describe struct {tag}: "
                              "its member offsets not checked")
 
     checked = 0
     for defn in defs:
-        problem = _symbol_problem(defn, defn.symbol.rpartition(":")[2],
-                                  symbols[defn.symbol.rpartition(":")[2]])
+        name = defn.symbol.rpartition(":")[2]  # MOD:SYM probes SYM of module MOD
+        problem = _symbol_problem(defn, name, symbols[name])
         if problem is not None:
             problems.append(problem)
         for arg, tag, offset in _member_args(defn):
