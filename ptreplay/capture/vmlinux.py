@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from ptreplay.capture.catalog import ProbeSet
 from ptreplay.capture.probedefs import FetchArg, ProbeDefinition
@@ -359,7 +359,8 @@ def _dwarf_info(elf: Any, data: mmap.mmap) -> Any | None:
         if sec is None:
             continue
         sections[param] = DebugSectionDescriptor(
-            stream=_SectionStream(data, sec["sh_offset"], sec["sh_size"]), name=name,
+            stream=cast(IO[bytes], _SectionStream(data, sec["sh_offset"], sec["sh_size"])),
+            name=name,
             global_offset=sec["sh_offset"], size=sec["sh_size"], address=sec["sh_addr"])
     params = [p for p in inspect.signature(DWARFInfo).parameters if p.endswith("_sec")]
     config = DwarfConfig(little_endian=elf.little_endian,
