@@ -268,3 +268,12 @@ def test_cli_record_goes_on_when_the_image_fits(
                          "-o", str(tmp_path / "t.dat"), "--", "true"], capsys)
     assert code == 2 and "not recording" not in err
     assert err.startswith("ptreplay: error: ") and err.count("\n") == 1
+
+
+def test_no_dwarf_search_for_probes_whose_function_is_missing() -> None:
+    # A kernel without KVM: nothing to compare, and its DWARF is not searched at all.
+    probes = _probe_set("p:a no_such_function pgt=%x0 pgd=+16(%x0):x64")
+    result = check_image(FIXTURES / "fixture-nodebug.o", probes)
+    assert [(p.probe, p.what) for p in result.problems] == [("a", "function missing")]
+    assert result.members_checked == 0
+    assert not any("DWARF" in n for n in result.notes)

@@ -619,7 +619,10 @@ def _check(elf: Any, data: mmap.mmap, source: str, probe_set: ProbeSet) -> Image
             notes.append(f"{len(symbols[name].functions)} functions are named {name}: "
                          "kernels that refuse ambiguous probe points reject its probes")
 
-    wanted = {tag for d in defs for _, tag, _ in _member_args(d)}
+    # Only the structures read by probes whose function exists: a vmlinux built without
+    # KVM has no struct kvm_pgtable either, and searching all its DWARF would take minutes.
+    wanted = {tag for d in defs if symbols[d.symbol.rpartition(":")[2]].functions
+              for _, tag, _ in _member_args(d)}
     layouts: dict[str, dict[str, StructMember]] = {}
     if wanted:
         with _reading(source, "DWARF"):
