@@ -2,18 +2,19 @@
 
 ``capture kprobes`` prints the kprobe definitions of a kernel series;
 ``capture record`` installs them and runs ``trace-cmd record`` around a
-command. See docs/capture.md.
+command. With ``--vmlinux`` both first check the set against a kernel image
+(:mod:`ptreplay.capture.vmlinux`). See docs/capture.md.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ptreplay.capture.catalog import load_probe_set, series_for
+from ptreplay.capture.catalog import ProbeSet, load_probe_set, series_for
 from ptreplay.capture.record import (
     DEFAULT_BUFFER_KB,
     CaptureError,
@@ -21,6 +22,9 @@ from ptreplay.capture.record import (
     record,
 )
 from ptreplay.cli.app import app
+
+if TYPE_CHECKING:
+    from ptreplay.capture.vmlinux import ImageCheck
 
 capture_app = typer.Typer(
     help="Record stage-2 traces on an arm64 KVM host (kprobe sets, trace-cmd record).",
@@ -33,6 +37,17 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"ptreplay: warning: {message}\n")
 
 
+_VMLINUX_HELP = ("A kernel image (vmlinux with symbols, ideally DWARF; or a .ko / .o) to check "
+                 "the probe set against first.")
+
+
+def _check_vmlinux(path: Path, probe_set: ProbeSet) -> ImageCheck:
+    """Check the set against the image (pyelftools is imported only when asked for)."""
+    from ptreplay.capture.vmlinux import check_image
+
+    return check_image(path, probe_set)
+
+
 @capture_app.command("kprobes")
 def kprobes(
     kernel: Annotated[str, typer.Option(
@@ -42,12 +57,18 @@ def kprobes(
     comments: Annotated[bool, typer.Option(
         "--comments", help="Keep the comments (source line of every definition).",
     )] = False,
+    vmlinux: Annotated[Path | None, typer.Option("--vmlinux", help=_VMLINUX_HELP)] = None,
 ) -> None:
     """Print the kprobe_events lines of a kernel series.
 
+    --vmlinux checks the probes against that kernel build (stderr; exit 1 on a misfit).
+
     Example: ptreplay capture kprobes --kernel 6.1 >> /sys/kernel/tracing/kprobe_events
+
+    Example: ptreplay capture kprobes --kernel 6.1 --vmlinux ./vmlinux
     """
     probe_set = load_probe_set(series_for(kernel))
+    check = _check_vmlinux(vmlinux, probe_set) if vmlinux is not None else None
     out: list[str] = []
     if comments:
         out += list(probe_set.header)
@@ -58,6 +79,13 @@ def kprobes(
         out.append(entry.text)
         last_comments = entry.comments
     sys.stdout.write("\n".join(out) + "\n")
+    if check is not None:
+        sys.stdout.flush()
+        report = [f"{check.image}: note: {n}" for n in check.notes]
+        report += [f"{check.image}: {p.line()}" for p in check.problems]
+        sys.stderr.write("\n".join([*report, check.summary()]) + "\n")
+        if not check.fits:
+            raise typer.Exit(1)
 
 
 @capture_app.command("record", context_settings={"allow_interspersed_args": False})
@@ -79,14 +107,25 @@ def record_cmd(
     trace_cmd: Annotated[str | None, typer.Option(
         "--trace-cmd", help="The trace-cmd executable (default: trace-cmd in PATH).",
     )] = None,
+    vmlinux: Annotated[Path | None, typer.Option(
+        "--vmlinux", help=_VMLINUX_HELP + " Refuses to record when a probe does not fit.",
+    )] = None,
 ) -> None:
     """Install ptreplay's kprobes, run trace-cmd record around CMD, remove the probes.
 
     Needs root on an arm64 KVM host with tracefs, kprobe events and trace-cmd.
 
     Example: ptreplay capture record -o trace.dat -- qemu-system-aarch64 -accel kvm ...
+
+    Example: ptreplay capture record --vmlinux ./vmlinux -o trace.dat -- qemu-system-aarch64 ...
     """
     env = detect_environment(tracefs=tracefs, trace_cmd=trace_cmd)
+    if vmlinux is not None:
+        series = series_for(env.release if kernel == "auto" else kernel)
+        check = _check_vmlinux(vmlinux, load_probe_set(series))
+        if not check.fits:
+            raise CaptureError(f"{check.summary()}; not recording (details: ptreplay capture "
+                               f"kprobes --kernel {series} --vmlinux {vmlinux})")
     if trace_cmd is not None and env.trace_cmd is None:
         raise CaptureError(f"trace-cmd executable not found: {trace_cmd}")
     record(env, output, command, kernel=kernel, buffer_kb=buffer_kb, warn=_warn)
