@@ -6,5 +6,7 @@
 * :mod:`ptreplay.capture.catalog` loads ``schemas/`` per kernel series;
 * :mod:`ptreplay.capture.probe_effects` says which effect probe event shows
   which effect (read both ways: trace -> effects, ``ptreplay gen`` effects -> events);
-* :mod:`ptreplay.capture.record` installs the probes and runs ``trace-cmd record``.
+* :mod:`ptreplay.capture.record` installs the probes and runs ``trace-cmd record``;
+* :mod:`ptreplay.capture.vmlinux` checks a probe set against a kernel image
+  (function symbols; ``struct kvm_pgtable`` member offsets from DWARF).
 """
