@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from ptreplay.effects import Pte, Tlbi
 from ptreplay.model.geometry import kvm_pgd_pages
 
-__all__ = ["TableGeometry", "Break", "CallBreaks", "needs_bbm", "level_shift"]
+__all__ = ["TableGeometry", "Break", "CallBreaks", "needs_bbm", "grants_more", "level_shift"]
 
 PAGE_SHIFT = 12
 PAGE_MASK = (1 << PAGE_SHIFT) - 1
@@ -41,6 +41,9 @@ OA_MASK = 0x0000_FFFF_FFFF_F000
 #: on a live entry needs break-before-make (D8.14.1); S2AP, AF, DBM, XN and the software
 #: bits do not.
 BBM_ATTRS = (0xF << 2) | (0x3 << 8) | (1 << 52)
+#: S2AP (bits 7:6: W, R) and XN (bits 54:53)
+S2AP = 0x3 << 6
+XN = 0x3 << 53
 
 
 def level_shift(level: int) -> int:
@@ -66,6 +69,12 @@ def needs_bbm(old: int, new: int, level: int) -> bool:
                     and old & OA_MASK == new & OA_MASK)
     oa = OA_MASK & ~((1 << level_shift(level)) - 1)
     return bool((old ^ new) & (oa | BBM_ATTRS))
+
+
+def grants_more(old: int, new: int) -> bool:
+    """Whether a cached ``old`` leaf allows an access ``new`` does not (read, write or
+    execute permission taken away): a stale ``old`` in a TLB is then a hole."""
+    return bool(old & ~new & S2AP or new & ~old & XN)
 
 
 class TableGeometry:
@@ -147,8 +156,8 @@ class CallBreaks:
         self._by_ipa: list[tuple[int, int]] = []
         self._wide: list[int] = []
         self._no_hit: list[int] = []  # TLBIs that covered no pending break
-        #: (position, level, lo, hi, ptep) of invalid entries made valid
-        self.makes: list[tuple[int, int, int, int, int]] = []
+        #: (position, level, lo, hi, ptep, new) of invalid entries made valid
+        self.makes: list[tuple[int, int, int, int, int, int]] = []
         #: an entry store the geometry could not place: nothing here is a candidate
         self.unknown = False
         pending: list[Break] = []
@@ -171,7 +180,7 @@ class CallBreaks:
             self.breaks.append(b)
             pending.append(b)
         elif e.new & 1 and not e.old & 1:
-            self.makes.append((pos, level, lo, hi, e.ptep))
+            self.makes.append((pos, level, lo, hi, e.ptep, e.new))
 
     def _tlbi(self, pos: int, t: Tlbi, pending: list[Break]) -> None:
         self.tlbis[pos] = t
@@ -234,16 +243,26 @@ class CallBreaks:
         """Whether a coarser entry over ``b``'s range is made valid after ``after`` (the
         checkers would call that a make over unclean children, not a missing TLBI)."""
         return any(pos > after and level < b.level and lo < b.hi and hi > b.lo
-                   for pos, level, lo, hi, _ in self.makes)
+                   for pos, level, lo, hi, _, _ in self.makes)
+
+    def harmless(self, b: Break) -> bool:
+        """Whether a stale TLB entry of ``b`` could do no harm: the call makes the same
+        entry valid again with the same output and attributes, only adding permissions or
+        the Access flag (the kernel broke it where D8.14.1 needs no break)."""
+        for pos, _level, _lo, _hi, ptep, new in self.makes:
+            if pos > b.pos and ptep == b.ptep:
+                return not needs_bbm(b.old, new, b.level) and not grants_more(b.old, new)
+        return False
 
     def sole_cover(self, pos: int) -> list[Break]:
         """The breaks left with no TLBI at all if the TLBI at ``pos`` were not issued.
 
         Empty unless the removal is a clean missing-TLBI bug: the TLBI completed at
         least one break; every break it completed is a leaf entry that no other TLBI
-        of the call covers or targets, that no earlier TLBI missed, and that no coarser
-        entry is made over later; and no later TLBI of the call hits nothing (which
-        would read as a TLBI at a wrong address).
+        of the call covers or targets, that no earlier TLBI missed, that no coarser
+        entry is made over later, and whose stale translation would be harmful (not
+        :meth:`harmless`); and no later TLBI of the call hits nothing (which would read
+        as a TLBI at a wrong address).
         """
         if self.unknown:
             return []
@@ -253,7 +272,8 @@ class CallBreaks:
         if self._no_hit and self._no_hit[-1] > pos:
             return []
         for b in done:
-            if (b.table or b.missed or self._later_related(b, pos, covering_only=False)
+            if (b.table or b.missed or self.harmless(b)
+                    or self._later_related(b, pos, covering_only=False)
                     or self._made_over(b, pos)):
                 return []
         return done
@@ -263,7 +283,8 @@ class CallBreaks:
 
         Empty unless every break it completed is a leaf entry at another level than
         ``level`` (so the hint is wrong for each), none is covered by another TLBI of
-        the call, and no coarser entry is made over it later.
+        the call, no coarser entry is made over it later, and its stale translation
+        would be harmful (not :meth:`harmless`).
         """
         if self.unknown:
             return []
@@ -273,7 +294,7 @@ class CallBreaks:
             return []
         wrong = Tlbi(t.kind, t.ipa, level, t.pages)
         for b in done:
-            if (b.table or self.relation(wrong, b) != "near"
+            if (b.table or self.harmless(b) or self.relation(wrong, b) != "near"
                     or self._later_related(b, pos, covering_only=True)
                     or self._made_over(b, pos)):
                 return []

@@ -141,8 +141,8 @@ _EAGAIN, _ENOMEM = -11, -12
 
 def _break_details(b: Break, n: int) -> dict[str, Any]:
     """Where the break left without its TLB invalidation is (for the sidecar)."""
-    return {"entry": b.ptep, "entry_level": b.level, "entry_ipa": [b.lo, b.hi],
-            "entry_old": b.old, "breaks_left": n}
+    return {"break": {"ptep": b.ptep, "old": b.old, "level": b.level, "ipa": [b.lo, b.hi]},
+            "breaks_left": n}
 
 
 class Planter:
@@ -286,7 +286,7 @@ class Planter:
                 seen[i] = Seen(None)
                 self._plant(ptep=b.ptep, old=b.old, new=make.new,
                             removed={"ptep": b.ptep, "old": b.old, "new": 0},
-                            entry_level=b.level, ipa=b.lo,
+                            level=b.level, ipa=b.lo,
                             what="the invalid write of a break-before-make is missing")
                 return
 
