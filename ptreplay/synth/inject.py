@@ -16,6 +16,13 @@ finding a checker should report for it. Kinds act at one of three levels:
   host stage-2 had annotated as owned by another owner, without giving it
   back first).
 
+A candidate place is one where the change is a real bug that the trace
+proves: a TLBI left out must be the only one covering its (leaf) break, a
+wrong level hint must leave its break uncovered, a removed invalid write must
+be one the change needs (:mod:`ptreplay.synth.breaks` works these out from
+the architecture's rules), a changed return value must not be one hardware
+access-flag management could explain.
+
 :class:`Planter` counts the candidate places of a kind as the workload runs
 (the hooks below are called from the recorder, the generator and the
 workload); ``ptreplay gen`` runs the workload once to count them, picks one
