@@ -530,14 +530,15 @@ def generate(config: GenConfig, out_path: str | os.PathLike[str], *,
     planter = None
     if kind is not None:
         profile = get_profile(config.profile)
-        how = {"hw_af": config.hw_af, "no_hint": profile.tlbi_no_level_hints}
-        counter = Planter(kind, **how)
+        no_hint = profile.tlbi_no_level_hints
+        counter = Planter(kind, hw_af=config.hw_af, no_hint=no_hint)
         _Run(config, counter, None, pte_events, None, None).run()
         if counter.count == 0:
             raise InputError(f"no place to plant {kind.name} in this workload "
                              f"({_why_none(kind.name, config)})", "--inject")
         pick = random.Random(f"inject:{config.seed}:{kind.name}")
-        planter = Planter(kind, pick.randrange(counter.count), pick.random(), **how)
+        planter = Planter(kind, pick.randrange(counter.count), pick.random(),
+                          hw_af=config.hw_af, no_hint=no_hint)
         planter.total = counter.count
     series = SERIES_OF_PROFILE[config.profile]
     sink = TraceSink(kernel_image(series), version=config.version,
