@@ -63,3 +63,34 @@ def test_the_buggy_trace_is_the_clean_one_minus_the_planted_event() -> None:
     assert [(e.ts, e.name, e.fields) for e in bug] == \
         [(e.ts, e.name, e.fields) for e in clean[:at] + clean[at + 1:]]
     assert clean[at].name == "__kvm_tlb_flush_vmid_ipa"
+
+
+def _check_json(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict]]:
+    """``ptreplay check PATH --format json``: exit status and findings."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", str(path), "--format", "json", "--quiet"])
+    data = json.loads(capsys.readouterr().out)
+    findings = data.get("findings", []) if isinstance(data, dict) else data
+    return int(exit_.value.code or 0), findings
+
+
+def test_the_clean_trace_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, findings = _check_json(TRACES / "stage2-clean.dat", capsys)
+    assert (code, findings) == (0, [])
+
+
+def test_the_buggy_trace_reports_the_missing_tlbi_at_the_planted_operation(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    side = json.loads((TRACES / "stage2-missing-tlbi.dat.inject.json").read_text())
+    assert side["expected_finding"] == "bbm-missing-tlbi"
+    code, findings = _check_json(TRACES / "stage2-missing-tlbi.dat", capsys)
+    assert code == 1
+    op = side["operation"]
+    # the TLBI's absence is a divergence from the model too; nothing else is reported
+    assert {f["kind"] for f in findings} == {"bbm-missing-tlbi", "divergence-effect"}
+    for f in findings:
+        assert op["index"] <= f["index"] <= op["return_index"], f
+    (bbm,) = [f for f in findings if f["kind"] == "bbm-missing-tlbi"]
+    # the entry whose break lost its only TLBI: its IPA range and level
+    assert bbm["ipa"] == side["break"]["ipa"] and bbm["level"] == side["break"]["level"]
+    assert side["breaks_left"] == 1

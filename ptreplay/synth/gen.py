@@ -250,10 +250,16 @@ class _Run:
             result = driver.run(call)
             recorder.spill = None
             planted = None
+            done = result
             if planter is not None:
+                ret = result.ret
                 planter.on_call(call, root, result)
                 planted = planter.take()
-            self.workload.done(call, result)
+                if result.ret_planted:
+                    # only the trace shows the wrong value: the workload goes on from what
+                    # the call did, so the trace differs from the clean one at that event
+                    done = OpResult(ret, result.seen)
+            self.workload.done(call, done)
             self.operations += 1
             self.per_op[call.op] = self.per_op.get(call.op, 0) + 1
             if self.progress is not None and self.operations % 1024 == 0:
@@ -459,8 +465,9 @@ class _Run:
                 at = next(i for i in range(gap + 1, len(evs)) if evs[i].role != "removed")
                 relation = "the first event after the one removed"
         ev = evs[at]
-        details = {k: v for k, v in planted.items() if k not in ("expected", "what")}
-        accepted = list(kind.accepted)
+        details = {k: v for k, v in planted.items()
+                   if k not in ("expected", "what", "accepted")}
+        accepted = list(planted.get("accepted", kind.accepted))
         expected = planted["expected"]
         if expected not in accepted:
             accepted.insert(0, expected)
@@ -486,7 +493,8 @@ class _Run:
             **details,
             "profile": self.config.profile,
             "seed": self.config.seed,
-            "candidates": self.planter.count,
+            "candidates": self.planter.total if self.planter.total is not None
+            else self.planter.count,
             "candidate": self.planter.target,
         }
 
@@ -521,13 +529,17 @@ def generate(config: GenConfig, out_path: str | os.PathLike[str], *,
         config.scenario = list(config.scenario)  # read twice with an injection
     planter = None
     if kind is not None:
-        counter = Planter(kind)
+        profile = get_profile(config.profile)
+        no_hint = profile.tlbi_no_level_hints
+        counter = Planter(kind, hw_af=config.hw_af, no_hint=no_hint)
         _Run(config, counter, None, pte_events, None, None).run()
         if counter.count == 0:
             raise InputError(f"no place to plant {kind.name} in this workload "
                              f"({_why_none(kind.name, config)})", "--inject")
         pick = random.Random(f"inject:{config.seed}:{kind.name}")
-        planter = Planter(kind, pick.randrange(counter.count), pick.random())
+        planter = Planter(kind, pick.randrange(counter.count), pick.random(),
+                          hw_af=config.hw_af, no_hint=no_hint)
+        planter.total = counter.count
     series = SERIES_OF_PROFILE[config.profile]
     sink = TraceSink(kernel_image(series), version=config.version,
                      compression=config.compression if config.version == 7 else None,

@@ -16,6 +16,13 @@ finding a checker should report for it. Kinds act at one of three levels:
   host stage-2 had annotated as owned by another owner, without giving it
   back first).
 
+A candidate place is one where the change is a real bug that the trace
+proves: a TLBI left out must be the only one covering its (leaf) break, a
+wrong level hint must leave its break uncovered, a removed invalid write must
+be one the change needs (:mod:`ptreplay.synth.breaks` works these out from
+the architecture's rules), a changed return value must not be one hardware
+access-flag management could explain.
+
 :class:`Planter` counts the candidate places of a kind as the workload runs
 (the hooks below are called from the recorder, the generator and the
 workload); ``ptreplay gen`` runs the workload once to count them, picks one
@@ -30,8 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptreplay.effects import Cmo, Pte, Tlbi
+from ptreplay.synth.breaks import Break, CallBreaks, TableGeometry, needs_bbm
 from ptreplay.synth.calls import Call
 from ptreplay.synth.driver import OpResult, Root
+from ptreplay.synth.kernel import LINEAR_OFFSET
 from ptreplay.synth.recorder import Seen
 
 __all__ = ["InjectionKind", "KINDS", "Planter"]
@@ -78,32 +87,34 @@ KINDS: dict[str, InjectionKind] = {k.name: k for k in [
         "see page_count() > 1 for the emptied table and leave it linked; destroy leaves it "
         "allocated"),
     InjectionKind(
-        "double-put", "mm", "refcount-underflow",
-        ("refcount-underflow", "refcount-non-table", "double-free"),
+        "double-put", "mm", "refcount-non-table",
+        ("refcount-non-table", "refcount-underflow"),
         "put_page is called twice on a table page that is being freed (e.g. both in the "
-        "walker and in a helper), dropping its refcount below zero (a use-after-free in a "
-        "real kernel)",
+        "walker and in a helper): the first put frees the page, the second is a put on a "
+        "freed page (a use-after-free in a real kernel)",
         "two kvm_s2_put_page events on the table page's own address, the second one after "
         "the first freed it"),
     InjectionKind(
-        "missing-tlbi", "trace", "bbm-missing-tlbi", ("bbm-missing-tlbi", "divergence-effect"),
+        "missing-tlbi", "trace", "bbm-missing-tlbi", ("bbm-missing-tlbi",),
         "the TLB invalidation after an entry was invalidated is missing (break-before-make "
-        "without the TLBI), so stale translations survive",
-        "an entry is cleared (kvm_s2_put_page / the next store follow) with no "
-        "__kvm_tlb_flush_vmid_ipa (or __kvm_tlb_flush_vmid) between the break and what "
-        "comes next",
+        "without the TLBI), so stale translations survive; only where no other TLBI of the "
+        "same call covers the entry (a table zap's TLBI at the same IPA would)",
+        "a leaf entry is cleared (kvm_s2_put_page / the next store follow) with no "
+        "__kvm_tlb_flush_vmid_ipa (or __kvm_tlb_flush_vmid) covering it before the call "
+        "returns",
         needs_vhe=True),
     InjectionKind(
-        "wrong-tlbi-level", "trace", "tlbi-wrong-level", ("tlbi-wrong-level", "divergence-effect"),
+        "wrong-tlbi-level", "trace", "tlbi-wrong-level", ("tlbi-wrong-level",),
         "the TLB invalidation after a leaf was invalidated passes the wrong level hint "
-        "(TTL), which the architecture allows to invalidate nothing",
+        "(TTL), which the architecture allows to invalidate nothing; only where no other "
+        "TLBI of the same call covers the leaf",
         "a __kvm_tlb_flush_vmid_ipa whose level is not the level of the entry it follows",
         needs_vhe=True),
     InjectionKind(
-        "missing-invalid-write", "trace", "bbm-valid-to-valid",
-        ("bbm-valid-to-valid", "divergence-effect"),
+        "missing-invalid-write", "trace", "bbm-valid-to-valid", ("bbm-valid-to-valid",),
         "break-before-make without the break: a valid entry is replaced by another valid "
-        "entry with no invalid write in between",
+        "entry with no invalid write in between, where the change needs the break (output "
+        "address, block size, memory type; not only permissions or the Access flag)",
         "a ptreplay:stage2_pte_store from a valid old value to a different valid new value "
         "(the TLBI that should follow the break still fires)",
         needs_pte_events=True),
@@ -111,11 +122,14 @@ KINDS: dict[str, InjectionKind] = {k.name: k for k in [
         "missing-cmo", "trace", "divergence-effect", ("divergence-effect",),
         "the data-cache clean to PoC of a guest page is missing before it is mapped (or "
         "after it is unmapped) on a machine without FWB",
-        "no clean_dcache_guest_page (5.13: __flush_dcache_area) where the kernel makes one"),
+        "no clean_dcache_guest_page (5.13: __flush_dcache_area) where the kernel makes one; "
+        "no checker rule is about cache maintenance, so only the replay's comparison sees it"),
     InjectionKind(
         "wrong-ret", "trace", "divergence-return", ("divergence-return",),
         "a stage-2 call returns another value than the one its code computes (an error "
-        "for a success, the new PTE instead of the old one from mkold, ...)",
+        "for a success, the new PTE instead of the old one from mkold, ...); with hardware "
+        "AF management never a change the hardware could explain (an AF set behind the "
+        "kernel's back)",
         "the return probe's ret / pte differs from what the call did"),
     InjectionKind(
         "lost-owner", "workload", "owned-page-mapped",
@@ -128,8 +142,14 @@ KINDS: dict[str, InjectionKind] = {k.name: k for k in [
 ]}
 
 
-def _valid(pte: int) -> bool:
-    return bool(pte & 1)
+_AF = 1 << 10
+_EAGAIN, _ENOMEM = -11, -12
+
+
+def _break_details(b: Break, n: int) -> dict[str, Any]:
+    """Where the break left without its TLB invalidation is (for the sidecar)."""
+    return {"break": {"ptep": b.ptep, "old": b.old, "level": b.level, "ipa": [b.lo, b.hi]},
+            "breaks_left": n}
 
 
 class Planter:
@@ -139,16 +159,25 @@ class Planter:
     :param target: which candidate (0-based); ``None`` only counts.
     :param choice: a number in [0, 1) the kind may use to choose how (map or unmap for
         ``lost-owner``), fixed by the seed.
+    :param hw_af: the platform has hardware access-flag management (``wrong-ret`` then
+        avoids changes the hardware could have made).
+    :param no_hint: TLBI ``level`` values that carry no level hint (the profile's).
     """
 
     def __init__(self, kind: InjectionKind, target: int | None = None,
-                 choice: float = 0.0) -> None:
+                 choice: float = 0.0, *, hw_af: bool = True,
+                 no_hint: frozenset[int] = frozenset({0})) -> None:
         self.kind = kind
+        self.hw_af = hw_af
+        self.no_hint = no_hint
+        self._geometry = TableGeometry(LINEAR_OFFSET)
         self.name = kind.name
         self.target = target
         self.choice = choice
         #: candidates seen so far.
         self.count = 0
+        #: candidates of the whole workload (from the counting run), when known.
+        self.total: int | None = None
         #: what was planted (once it has been).
         self.planted: dict[str, Any] | None = None
         self._fresh: dict[str, Any] | None = None
@@ -201,59 +230,105 @@ class Planter:
         if name == "wrong-ret":
             self._wrong_ret(call, result)
             return
-        broken = False  # an entry was invalidated earlier in this call
+        if name == "missing-cmo":
+            self._missing_cmo(seen)
+            return
+        geometry = self._geometry
+        geometry.add_root(root.id, root.pgd, root.ia_bits, root.start_level)
+        if not any(type(s.effect) is Pte for s in seen):
+            return
+        calls = CallBreaks([s.effect for s in seen], geometry, self.no_hint)
+        if name == "missing-invalid-write":
+            self._missing_invalid_write(seen, calls)
+        elif name == "missing-tlbi":
+            self._missing_tlbi(seen, calls)
+        elif name == "wrong-tlbi-level":
+            self._wrong_tlbi_level(seen, calls)
+
+    def _missing_tlbi(self, seen: list[Seen], calls: CallBreaks) -> None:
+        """A TLBI that is the only one covering the (leaf) breaks it completes."""
+        for pos, t in calls.tlbis.items():
+            if t.kind not in ("vmid_ipa", "vmid"):
+                continue
+            left = calls.sole_cover(pos)
+            if left and self._hit():
+                seen[pos] = Seen(None, planted=True)
+                b = left[0]
+                self._plant(ipa=t.ipa if t.ipa is not None else b.lo, level=t.level,
+                            tlbi=t.kind, removed={"kind": t.kind, "ipa": t.ipa, "level": t.level},
+                            **_break_details(b, len(left)),
+                            what="the TLB invalidation after a break is missing: no other TLBI "
+                                 "of the call covers the invalidated entry")
+                return
+
+    def _wrong_tlbi_level(self, seen: list[Seen], calls: CallBreaks) -> None:
+        """A by-IPA TLBI with a level hint whose wrong hint leaves its break uncovered."""
+        for pos, t in calls.tlbis.items():
+            if t.kind != "vmid_ipa" or not t.level or t.level in self.no_hint:
+                continue
+            level = t.level - 1 if t.level == 3 else t.level + 1
+            left = calls.uncovered_by_level(pos, level)
+            if left and self._hit():
+                seen[pos] = Seen(Tlbi("vmid_ipa", t.ipa, level), planted=True)
+                self._plant(ipa=t.ipa, level=t.level, wrong_level=level,
+                            **_break_details(left[0], len(left)),
+                            what=f"the TLBI level hint is {level}, the entry's level is "
+                                 f"{t.level}")
+                return
+
+    def _missing_invalid_write(self, seen: list[Seen], calls: CallBreaks) -> None:
+        """A break whose make changes what needs break-before-make (not only permissions
+        or the Access flag)."""
+        for b in calls.breaks:
+            i = b.pos
+            j = next((k for k in range(i + 1, len(seen)) if type(seen[k].effect) is Pte
+                      and seen[k].effect.ptep == b.ptep), None)
+            if j is None:
+                continue
+            make = seen[j].effect
+            if not make.new & 1 or not needs_bbm(b.old, make.new, b.level):
+                continue
+            if self._hit():
+                seen[j] = Seen(Pte(make.ptep, b.old, make.new), planted=True)
+                seen[i] = Seen(None)
+                self._plant(ptep=b.ptep, old=b.old, new=make.new,
+                            removed={"ptep": b.ptep, "old": b.old, "new": 0},
+                            level=b.level, ipa=b.lo,
+                            what="the invalid write of a break-before-make is missing")
+                return
+
+    def _missing_cmo(self, seen: list[Seen]) -> None:
         for i, s in enumerate(seen):
             e = s.effect
-            t = type(e)
-            if t is Pte:
-                if name == "missing-invalid-write" and _valid(e.old) and e.new == 0:
-                    j = next((k for k in range(i + 1, len(seen)) if type(seen[k].effect) is Pte
-                              and seen[k].effect.ptep == e.ptep), None)
-                    if j is not None and _valid(seen[j].effect.new) and self._hit():
-                        make = seen[j].effect
-                        seen[j] = Seen(Pte(make.ptep, e.old, make.new), planted=True)
-                        seen[i] = Seen(None)
-                        self._plant(ptep=e.ptep, old=e.old, new=make.new,
-                                    removed={"ptep": e.ptep, "old": e.old, "new": 0},
-                                    what="the invalid write of a break-before-make is missing")
-                        return
-                if _valid(e.old) and not _valid(e.new):
-                    broken = True
-            elif t is Tlbi and broken:
-                if name == "missing-tlbi" and e.kind in ("vmid_ipa", "vmid") and self._hit():
-                    seen[i] = Seen(None, planted=True)
-                    self._plant(ipa=e.ipa, level=e.level, tlbi=e.kind,
-                                removed={"kind": e.kind, "ipa": e.ipa, "level": e.level},
-                                what="the TLB invalidation after a break is missing")
-                    return
-                if (name == "wrong-tlbi-level" and e.kind == "vmid_ipa" and e.level
-                        and e.level >= 1 and self._hit()):
-                    level = e.level - 1 if e.level == 3 else e.level + 1
-                    seen[i] = Seen(Tlbi("vmid_ipa", e.ipa, level), planted=True)
-                    self._plant(ipa=e.ipa, level=e.level, wrong_level=level,
-                                what=f"the TLBI level hint is {level}, the entry's level is "
-                                     f"{e.level}")
-                    return
-            elif t is Cmo and name == "missing-cmo" and e.kind != "icache_inval_pou":
-                if self._hit():
-                    seen[i] = Seen(None, planted=True)
-                    self._plant(va=e.pa, size=e.size, cmo=e.kind,
-                                removed={"kind": e.kind, "va": e.pa, "size": e.size},
-                                what="the data-cache clean of a guest page is missing")
-                    return
+            if type(e) is Cmo and e.kind != "icache_inval_pou" and self._hit():
+                seen[i] = Seen(None, planted=True)
+                self._plant(va=e.pa, size=e.size, cmo=e.kind,
+                            removed={"kind": e.kind, "va": e.pa, "size": e.size},
+                            what="the data-cache clean of a guest page is missing")
+                return
 
     def _wrong_ret(self, call: Call, result: OpResult) -> None:
+        """A changed return value the replay cannot explain: with hardware AF management
+        the CPU may set an entry's AF behind the kernel's back, so a return that differs
+        only by AF being set (mkold/mkyoung's old entry, is_young, a map's -EAGAIN on an
+        entry that only lacked AF) is not a divergence; those are not chosen."""
         ret = result.ret
         if call.op in ("init", "destroy") or ret is None:
             return
         if call.op in ("mkyoung", "mkold"):
-            if not ret:
+            if not ret or (self.hw_af and not ret & _AF):
                 return
-            wrong = ret ^ (1 << 10)  # the AF bit: the new PTE instead of the old
+            wrong = ret ^ _AF  # the new PTE instead of the old one
         elif call.op == "is_young":
+            if self.hw_af and not ret:
+                return
             wrong = 1 - ret
+        elif ret == 0:
+            # -EAGAIN for a success; a map's -EAGAIN is what the kernel returns for an
+            # entry that is already there, so a map says -ENOMEM
+            wrong = _ENOMEM if call.op == "map" else _EAGAIN
         else:
-            wrong = -11 if ret == 0 else 0  # -EAGAIN for a success, 0 for an error
+            wrong = 0  # success for an error
         if self._hit():
             result.ret = wrong
             result.ret_planted = True
@@ -269,6 +344,6 @@ class Planter:
     def planted_call(self, call: Call, page: int, owner: int) -> None:
         """Record the misusing call the workload made (``lost-owner``)."""
         expected = "owned-page-mapped" if call.op == "map" else "owner-annotation-lost"
-        self._plant(ipa=page, owner_id=owner, expected=expected,
+        self._plant(ipa=page, owner_id=owner, expected=expected, accepted=[expected],
                     what=f"{call.op} over a page owned by owner {owner} without set_owner(0) "
                          "first")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import random
 
 __all__ = ["PageAllocator", "BumpAllocator", "SlabAllocator", "RAM_BASE", "TABLE_POOL",
-           "GUEST_POOL", "OBJECT_POOL"]
+           "GUEST_POOL", "OBJECT_POOL",
+           "DONATION_POOL"]
 
 #: PHYS_OFFSET of the synthetic machine (as the recordings' QEMU virt machine).
 RAM_BASE = 0x4000_0000
@@ -25,6 +26,11 @@ RAM_BASE = 0x4000_0000
 TABLE_POOL = (0x4200_0000, 0x5000_0000)
 #: PA range guest memory is backed by (2 MiB chunks).
 GUEST_POOL = (0x5000_0000, 0xC000_0000)
+#: PA range the pKVM-style host stage-2 donates pages from (``set_owner`` to another
+#: owner): host RAM below :data:`GUEST_POOL`, which no guest stage-2 ever maps (guest
+#: memory, KSM pages and 2 MiB blocks all come from GUEST_POOL). pKVM gives a donated
+#: page to its new owner only, so a correct workload never lets a guest map one.
+DONATION_POOL = (RAM_BASE, GUEST_POOL[0])
 #: PA range of kernel objects (struct kvm_pgtable, memory caches, memslots).
 OBJECT_POOL = (0x4100_0000, 0x4200_0000)
 

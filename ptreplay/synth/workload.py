@@ -28,8 +28,10 @@ stage-2), the way the arm64 recordings show it, deterministically for a seed:
   -> ``flush``; with FWB it returns at once);
 * a pKVM-style host stage-2 (identity-mapped, ``IDMAP|NOFWB``): host faults
   map blocks and pages, pages are donated (``set_owner`` to owner 1) and
-  given back (``set_owner`` to 0); the workload never maps or unmaps an owned
-  page (the ``lost-owner`` injection does);
+  given back (``set_owner`` to 0); donated pages come from host RAM no guest
+  ever maps (``DONATION_POOL``), so no guest stage-2 maps a page another owner
+  holds; the workload never maps or unmaps an owned page (the ``lost-owner``
+  injection does);
 * at the end every root is destroyed (owned pages given back first).
 
 Several tasks (QEMU threads, vCPU threads, ksmd, kswapd0, kcompactd0) on
@@ -55,7 +57,7 @@ from ptreplay.model.pte import (
 from ptreplay.synth.calls import Call, Task
 from ptreplay.synth.driver import OpResult, Root, Stage2Driver
 from ptreplay.synth.inject import Planter
-from ptreplay.synth.memory import GUEST_POOL, RAM_BASE
+from ptreplay.synth.memory import DONATION_POOL, GUEST_POOL, RAM_BASE
 
 __all__ = ["RandomWorkload", "GEOMETRIES", "min_ops"]
 
@@ -572,7 +574,10 @@ class RandomWorkload:
         if r < 0.55:
             return [self._host_fault(sp, task)]
         if r < 0.8 and len(sp.owned) < 64 and budget >= 2:
-            start = RAM_BASE // PAGE + rng.randrange(sp.nregions * PAGES_PER_BLOCK - 4)
+            # donated pages come from a pool no guest maps (pKVM: a donated page belongs to
+            # its new owner only)
+            lo, hi = DONATION_POOL
+            start = lo // PAGE + rng.randrange((hi - lo) // PAGE - 4)
             count = 1 + rng.randrange(4)
             pages = [p for p in range(start, start + count) if p not in sp.owned]
             if len(pages) == count:
