@@ -65,25 +65,24 @@ def test_the_buggy_trace_is_the_clean_one_minus_the_planted_event() -> None:
     assert clean[at].name == "__kvm_tlb_flush_vmid_ipa"
 
 
-def _check_json(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict]]:
-    """``ptreplay check PATH --format json``: exit status and findings."""
+def _check_json(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    """``ptreplay check PATH --format json``: exit status and the report."""
     with pytest.raises(SystemExit) as exit_:
         main(["check", str(path), "--format", "json", "--quiet"])
-    data = json.loads(capsys.readouterr().out)
-    findings = data.get("findings", []) if isinstance(data, dict) else data
-    return int(exit_.value.code or 0), findings
+    return int(exit_.value.code or 0), json.loads(capsys.readouterr().out)
 
 
 def test_the_clean_trace_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
-    code, findings = _check_json(TRACES / "stage2-clean.dat", capsys)
-    assert (code, findings) == (0, [])
+    code, report = _check_json(TRACES / "stage2-clean.dat", capsys)
+    assert (code, report["findings"]) == (0, [])
 
 
 def test_the_buggy_trace_reports_the_missing_tlbi_at_the_planted_operation(
         capsys: pytest.CaptureFixture[str]) -> None:
     side = json.loads((TRACES / "stage2-missing-tlbi.dat.inject.json").read_text())
     assert side["expected_finding"] == "bbm-missing-tlbi"
-    code, findings = _check_json(TRACES / "stage2-missing-tlbi.dat", capsys)
+    code, report = _check_json(TRACES / "stage2-missing-tlbi.dat", capsys)
+    findings = report["findings"]
     assert code == 1
     op = side["operation"]
     # the TLBI's absence is a divergence from the model too; nothing else is reported
@@ -94,3 +93,7 @@ def test_the_buggy_trace_reports_the_missing_tlbi_at_the_planted_operation(
     # the entry whose break lost its only TLBI: its IPA range and level
     assert bbm["ipa"] == side["break"]["ipa"] and bbm["level"] == side["break"]["level"]
     assert side["breaks_left"] == 1
+    # findings name roots and entries by kernel VA minus the linear map, and say so
+    offset = int(report["notes"]["addresses"].split(" - ")[1].split()[0], 16)
+    assert int(bbm["root"], 16) + offset == int(side["root"]["pgd"], 16)
+    assert int(bbm["entry"], 16) + offset == int(side["break"]["ptep"], 16)

@@ -17,8 +17,7 @@ The checkers rebuild page-table state from the stream itself
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ptreplay.lazy import lazy_exports
 
 # The package exports, each from its module; loaded on first use so that a
 # command importing one checker module does not load them all.
@@ -30,13 +29,4 @@ _EXPORTS = {
     "read_effect_log": "stream",
 }
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """The export ``name``, imported from its module on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

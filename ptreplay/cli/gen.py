@@ -11,7 +11,7 @@ import typer
 
 from ptreplay.cli.app import app
 from ptreplay.errors import InputError, ScenarioError
-from ptreplay.synth import KINDS, GenConfig, generate
+from ptreplay.synth import KINDS
 
 __all__ = ["gen", "sidecar_json"]
 
@@ -148,6 +148,8 @@ def gen(
         if sl is None:
             sl = 0 if ia >= 44 else 1 if ia >= 35 else 2
         geometry = (ia, sl)
+    from ptreplay.synth.gen import GenConfig, generate
+
     config = GenConfig(
         profile=profile, random_ops=n, seed=_int(seed, "--seed") or 0, version=version,
         compression=comp, fwb=fwb, hw_af=hw_af, vhe=vhe, pte_events=pte_events,

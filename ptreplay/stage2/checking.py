@@ -335,6 +335,9 @@ def _notes(replay: Replay, run: TraceCheck, uncertain_dropped: int) -> dict[str,
     notes["replayed"] = (f"{run.steps} operations, {run.divergences} diverging from the model"
                          + (f", {run.uncertain_divergences} more where the state was unknown"
                             if run.uncertain_divergences else ""))
+    if replay.linear_offset:
+        notes["addresses"] = (f"stage-2 roots, table pages and entries are kernel virtual "
+                              f"addresses - {replay.linear_offset:#x} (the linear map)")
     if uncertain_dropped:
         notes["uncertain findings"] = (f"{uncertain_dropped} more uncertain findings not "
                                        f"listed (first {MAX_UNCERTAIN} shown)")
