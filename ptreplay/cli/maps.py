@@ -31,7 +31,8 @@ _EXAMPLES = (
     "Print, for each page table of INPUT, the ownership map (which owner id holds each IPA "
     "range; host = 0) and the mapping map, at the end of the input or right after event "
     "--at. INPUT is an effect log, a casemate log or a trace; for a trace, `ptreplay replay` "
-    "prints the same maps with the platform options and --at TIMESTAMP. The ptdump layout "
+    "prints the same maps with the platform options, destroyed roots as they were before "
+    "their destroy, and --at TIMESTAMP. The ptdump layout "
     "includes the last run, which the kernel's debugfs file omits."))
 def maps(
     input: Annotated[str, typer.Argument(
@@ -44,7 +45,9 @@ def maps(
         help=f"Kernel profile (owner-id encoding; default {DEFAULT_PROFILE}, or a trace's own "
         "kernel).")] = None,
     at: Annotated[int | None, typer.Option(
-        "--at", metavar="INDEX", min=0, help="Stop right after the event with this index.")
+        "--at", metavar="INDEX", min=0, help="Stop right after the event with this index "
+        "(a trace: after the operations that returned by then; indexes as `ptreplay events` "
+        "numbers events).")
     ] = None,
     root: Annotated[str | None, typer.Option(
         "--root", metavar="PGD", help="Only the page table whose pgd is at PGD (hex).")] = None,

@@ -85,6 +85,7 @@ class TraceCheck:
 
 def check_trace(path: str, config: ReplayConfig | None = None, *,
                 progress: Callable[[int], None] | None = None, until_ts: int | None = None,
+                until_index: int | None = None,
                 snapshot: Callable[[EffectChecker, int], Any] | None = None,
                 on_step: Callable[[ReplayStep], None] | None = None) -> TraceCheck:
     """Replay and check the trace at ``path``.
@@ -92,6 +93,8 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
     :param config: profile, platform and process decisions (default: from the trace).
     :param progress: called with the number of events read so far.
     :param until_ts: stop after the operations that returned by this timestamp (ns).
+    :param until_index: stop after the operations that returned by this event (its index
+        as ``ptreplay events`` numbers them).
     :param snapshot: called with the checker and a root's pgd (model PA) right before
         that root's destroy is checked; what it returns is kept in
         :attr:`TraceCheck.snapshots`.
@@ -108,11 +111,17 @@ def check_trace(path: str, config: ReplayConfig | None = None, *,
         adopted_seen: set[int] = set()
         feed = checker.feed
         findings = ctx.findings
+        # ``until_index`` counts every event of the trace; the replay counts those it reads
+        last = st.ordinals_until(until_index) - 1 if until_index is not None else None
         for step in replay.steps():
             if type(step) is not ReplayStep:
                 continue  # a Gap: the replay made the roots unknown
             op = step.op
             if until_ts is not None and (op.ts_return or op.ts or 0) > until_ts:
+                break
+            if last is not None and (
+                    op.index_return if op.index_return is not None else op.first_index
+            ) > last:
                 break
             model = step.model
             if model is not None:
@@ -356,11 +365,8 @@ def run_trace(stream: IO[bytes], source: str, options: CheckOptions) -> CheckRun
     if source == "-":
         raise InputError("a trace is read page by page, not as a stream: give its file name",
                          source)
-    if options.at_index is not None:
-        raise InputError("stopping a trace at an event index is not supported; use "
-                         "`ptreplay replay TRACE --at TIMESTAMP`", source)
     config = options.replay or ReplayConfig()
-    run = check_trace(source, config, progress=options.progress)
+    run = check_trace(source, config, progress=options.progress, until_index=options.at_index)
     checker = run.checker
     return CheckRun("trace", run.findings, run.replay.events_read, checker.shadow,
                     checker.profile, run.replay.profile.name, run.notes, fwb=dict(checker.fwb))

@@ -190,6 +190,20 @@ class Stage2Trace:
             yield make[name](ordinal, cpu, ts, vals)
             ordinal += 1
 
+    def ordinals_until(self, index: int) -> int:
+        """How many events the operations layer reads up to event ``index`` of the whole
+        trace (inclusive): the inverse of :meth:`event_indexes` for ``--at INDEX``."""
+        read = set(self.fields)
+        fmts = self.trace.formats
+        ids = {i for i in fmts.ids() if fmts.name_of(i)[1] in read}
+        count = 0
+        for i, rec in enumerate(self.trace.records(lost=False)):
+            if i > index:
+                break
+            if rec.format.id in ids:  # type: ignore[union-attr]
+                count += 1
+        return count
+
     def event_indexes(self, ordinals: Iterable[int]) -> dict[int, int]:
         """Event index in the whole trace of each event ordinal (see :meth:`events`).
 
