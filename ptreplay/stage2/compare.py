@@ -328,6 +328,39 @@ class Comparer:
         return None
 
 
+def opcodes(pseen: list[tuple], oseen: list[tuple]) -> list[tuple[str, int, int, int, int]]:
+    """How ``oseen`` differs from ``pseen``: difflib's opcodes (longest matching blocks
+    aligned), with every pure insertion moved past the equal records it repeats.
+
+    When the trace shows a record twice where the model predicts it once (a
+    double ``put_page``), either copy could be "the" predicted one; the first
+    is, and the second is the extra one, so that what the kernel did between
+    them (a free inside the first put) comes before the extra one.
+    """
+    out: list[tuple[str, int, int, int, int]] = []
+    ops = SequenceMatcher(None, pseen, oseen, autojunk=False).get_opcodes()
+    k = 0
+    while k < len(ops):
+        tag, i1, i2, j1, j2 = ops[k]
+        nxt = ops[k + 1] if k + 1 < len(ops) else None
+        if tag == "insert" and nxt is not None and nxt[0] == "equal":
+            _t, e1, e2, f1, f2 = nxt
+            slide = 0
+            while e1 + slide < e2 and oseen[j1 + slide] == oseen[f1 + slide]:
+                slide += 1
+            if slide:
+                # the first ``slide`` equal records match the insertion's start instead
+                out.append(("equal", i1, i1 + slide, j1, j1 + slide))
+                out.append(("insert", i1 + slide, i1 + slide, j1 + slide, j2 + slide))
+                if e1 + slide < e2:
+                    out.append(("equal", e1 + slide, e2, f1 + slide, f2))
+                k += 2
+                continue
+        out.append((tag, i1, i2, j1, j2))
+        k += 1
+    return out
+
+
 def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: list[tuple],
           oindex: list[int], comparer: Comparer, default_index: int,
           count_of: Callable[[int], int]) -> tuple[list[Any] | None, list[int] | None]:
@@ -356,8 +389,7 @@ def merge(predicted: list[Any], where: list[int], pseen: list[tuple], oseen: lis
     keep: dict[int, int] = {}  # predicted position -> observed event ordinal
     before: dict[int, list[int]] = {}  # predicted position -> observations put in before it
     tail: list[int] = []
-    matcher = SequenceMatcher(None, pseen, oseen, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(pseen, oseen):
         if tag == "equal":
             for k in range(i2 - i1):
                 keep[where[i1 + k]] = oindex[j1 + k]
@@ -448,8 +480,7 @@ def differences(pseen: list[tuple], oseen: list[tuple], oindex: list[int],
     if pseen == seen:
         return []
     out = []
-    matcher = SequenceMatcher(None, pseen, seen, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(pseen, seen):
         if tag == "equal":
             continue
         ts: int | None

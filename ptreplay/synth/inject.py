@@ -87,8 +87,7 @@ KINDS: dict[str, InjectionKind] = {k.name: k for k in [
         "see page_count() > 1 for the emptied table and leave it linked; destroy leaves it "
         "allocated"),
     InjectionKind(
-        "double-put", "mm", "refcount-non-table",
-        ("refcount-non-table", "refcount-underflow"),
+        "double-put", "mm", "refcount-non-table", ("refcount-non-table",),
         "put_page is called twice on a table page that is being freed (e.g. both in the "
         "walker and in a helper): the first put frees the page, the second is a put on a "
         "freed page (a use-after-free in a real kernel)",
