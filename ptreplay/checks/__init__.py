@@ -17,7 +17,15 @@ The checkers rebuild page-table state from the stream itself
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ptreplay.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what the names are, for type checkers and readers
+    from ptreplay.checks.casemate_model import CasemateChecker
+    from ptreplay.checks.engine import EffectChecker, check_steps
+    from ptreplay.checks.findings import KINDS, Finding, Kind
+    from ptreplay.checks.stream import Observed, Operation, Step, StreamInfo, read_effect_log
 
 # The package exports, each from its module; loaded on first use so that a
 # command importing one checker module does not load them all.
@@ -28,5 +36,7 @@ _EXPORTS = {
     "Step": "stream", "Operation": "stream", "Observed": "stream", "StreamInfo": "stream",
     "read_effect_log": "stream",
 }
-__all__ = list(_EXPORTS)
+__all__ = ["EffectChecker", "CasemateChecker", "check_steps", "Finding", "Kind", "KINDS",
+           "Step", "Operation", "Observed", "StreamInfo", "read_effect_log"]
+assert set(__all__) == set(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

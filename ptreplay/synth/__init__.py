@@ -17,11 +17,18 @@ docs/synth.md describes the event layout, the instrumentation event and the inje
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ptreplay.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what the names are, for type checkers and readers
+    from ptreplay.synth.gen import GenConfig, GenOp, GenResult, generate, platform_lines
+    from ptreplay.synth.inject import KINDS
 
 # Loaded on first use: ``ptreplay gen --help`` needs the injection kinds, not the writer.
 _EXPORTS = {name: "gen" for name in
             ("GenConfig", "GenOp", "GenResult", "generate", "platform_lines")}
 _EXPORTS["KINDS"] = "inject"
-__all__ = list(_EXPORTS)
+__all__ = ["GenConfig", "GenOp", "GenResult", "generate", "platform_lines", "KINDS"]
+assert set(__all__) == set(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -35,7 +35,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import construct as cs
 
@@ -135,7 +135,7 @@ def build_event(fmt: EventFormat, fields: dict[str, Any], *, pid: int = 0, flags
     for f, raw in dyn:
         start = len(body)
         rel = start - (f.offset + f.size) if f.is_relative else start
-        order = "little" if little else "big"
+        order: Literal["little", "big"] = "little" if little else "big"
         if f.size == 2:
             body[f.offset:f.offset + 2] = rel.to_bytes(2, order)
         else:
