@@ -6,13 +6,8 @@ from pathlib import Path
 
 
 def schemas_dir() -> Path:
-    """Return the ``schemas/`` folder: installed package data, else the source checkout."""
-    try:
-        from importlib.resources import files
-
-        installed = Path(str(files("ptreplay.schemas")))
-        if installed.is_dir():
-            return installed
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """Return the ``schemas/`` folder: installed inside the package (setup.py puts it
+    at ``ptreplay/schemas``), else the source checkout's top-level ``schemas/``."""
+    package = Path(__file__).resolve().parent
+    installed = package / "schemas"
+    return installed if installed.is_dir() else package.parent / "schemas"
