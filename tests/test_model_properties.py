@@ -162,6 +162,22 @@ class BreakBeforeMake:
         return problems
 
 
+def _destroy_freed_everything(mm_ops: Any, log: list, page: int) -> list[str]:
+    """After destroy: no page is live, and every page allocated was freed."""
+    problems = []
+    if mm_ops.live_pages():
+        problems.append(f"pages still live after destroy: {sorted(mm_ops.live_pages())}")
+    allocated, freed = set(), set()
+    for e in log:
+        if type(e) is Alloc:
+            allocated.update(range(e.pa, e.pa + (e.size or page), page))
+        elif type(e) is Free:
+            freed.update(range(e.pa, e.pa + (e.size or page), page))
+    if allocated != freed:
+        problems.append(f"allocated but never freed: {sorted(allocated - freed)}")
+    return problems
+
+
 def _run(profile: str, fwb: bool, ops: list, linear_offset: int = 0) -> tuple[list, list[str]]:
     effects: list = []
     m = Machine(get_profile(profile), Platform(fwb=fwb), effects.append,
@@ -181,17 +197,7 @@ def _run(profile: str, fwb: bool, ops: list, linear_offset: int = 0) -> tuple[li
     effects.clear()
     s2.kvm_pgtable_stage2_destroy(pgt)
     log += effects
-    if mm_ops.live_pages():
-        problems.append(f"pages still live after destroy: {sorted(mm_ops.live_pages())}")
-    allocated, freed = set(), set()
-    for e in log:
-        if type(e) is Alloc:
-            allocated.update(range(e.pa, e.pa + (e.size or PAGE), PAGE))
-        elif type(e) is Free:
-            freed.update(range(e.pa, e.pa + (e.size or PAGE), PAGE))
-    if allocated != freed:
-        problems.append(f"allocated but never freed: {sorted(allocated - freed)}")
-    return log, problems
+    return log, problems + _destroy_freed_everything(mm_ops, log, PAGE)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -325,18 +331,7 @@ def _run_612(profile: str, fwb: bool, tlb_range: bool, ops: list,
     m.rcu_barrier()
     log += effects
     problems += check_shared_walk_state(pgt)
-    if mm_ops.live_pages():
-        problems.append(f"pages still live after destroy: {sorted(mm_ops.live_pages())}")
-    page = g.page_size
-    allocated, freed = set(), set()
-    for e in log:
-        if type(e) is Alloc:
-            allocated.update(range(e.pa, e.pa + (e.size or page), page))
-        elif type(e) is Free:
-            freed.update(range(e.pa, e.pa + (e.size or page), page))
-    if allocated != freed:
-        problems.append(f"allocated but never freed: {sorted(allocated - freed)}")
-    return log, problems
+    return log, problems + _destroy_freed_everything(mm_ops, log, g.page_size)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

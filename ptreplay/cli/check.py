@@ -15,7 +15,7 @@ import click
 import typer
 
 from ptreplay.checks.inputs import SOURCES, CheckOptions, CheckRun, detect_source, run_source
-from ptreplay.cli.app import app
+from ptreplay.cli.app import app, write_output
 from ptreplay.cli.replay import (
     FwbOpt,
     HwAfOpt,
@@ -131,18 +131,6 @@ def _run_trace_folder(path: str, profile: str | None, quiet: bool, at_index: int
     finally:
         if bar is not None:
             bar.close()
-
-
-def write_output(text: str, output: Path | None) -> None:
-    """Write ``text`` to ``output``, or to stdout."""
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"cannot write: {err.strerror}", str(output)) from None
 
 
 @app.command("check", epilog=_EXAMPLES, short_help=(

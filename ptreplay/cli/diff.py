@@ -8,8 +8,7 @@ from typing import Annotated
 import click
 import typer
 
-from ptreplay.cli.app import app
-from ptreplay.cli.check import write_output
+from ptreplay.cli.app import app, write_output
 from ptreplay.errors import InputError
 from ptreplay.report import diff_reports, diff_to_json, diff_to_text, report_from_json
 

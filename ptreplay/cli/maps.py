@@ -10,8 +10,8 @@ import typer
 
 from ptreplay.checks.inputs import SOURCES
 from ptreplay.checks.maps import LAYOUTS, root_maps
-from ptreplay.cli.app import app
-from ptreplay.cli.check import run_check, write_output
+from ptreplay.cli.app import app, parse_root, write_output
+from ptreplay.cli.check import run_check
 from ptreplay.errors import InputError
 from ptreplay.model.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -63,10 +63,7 @@ def maps(
     shadow = run.shadow
     roots = [r for _pgd, r in sorted(shadow.roots.items())]
     if root is not None:
-        try:
-            want = int(root, 16)
-        except ValueError:
-            raise InputError(f"--root: not a hex address: {root!r}") from None
+        want = parse_root(root)
         roots = [r for r in roots if r.pgd == want]
         if not roots:
             raise InputError(f"no page table with pgd {want:#x} is live there", name)

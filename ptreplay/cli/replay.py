@@ -21,7 +21,7 @@ import click
 import typer
 
 from ptreplay.checks.maps import LAYOUTS
-from ptreplay.cli.app import app
+from ptreplay.cli.app import app, parse_root, write_output
 from ptreplay.errors import InputError
 
 __all__ = ["replay", "replay_config", "events_progress", "parse_timestamp"]
@@ -120,12 +120,7 @@ def replay(
     from ptreplay.stage2.maps import render_maps
 
     until = parse_timestamp(at) if at is not None else None
-    want = None
-    if root is not None:
-        try:
-            want = int(root, 16)
-        except ValueError:
-            raise InputError(f"--root: not a hex address: {root!r}") from None
+    want = parse_root(root) if root is not None else None
     bar, update = events_progress(quiet)
     try:
         text = render_maps(trace, replay_config(profile, fwb, hw_af, vhe, jobs), until=until,
@@ -133,10 +128,4 @@ def replay(
     finally:
         if bar is not None:
             bar.close()
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise InputError(f"cannot write: {err.strerror}", str(output)) from None
+    write_output(text, output)

@@ -190,12 +190,16 @@ class Stage2Trace:
             yield make[name](ordinal, cpu, ts, vals)
             ordinal += 1
 
+    def _read_ids(self) -> set[int]:
+        """Format ids of the events the operations layer reads (see :attr:`fields`)."""
+        read = set(self.fields)
+        fmts = self.trace.formats
+        return {i for i in fmts.ids() if fmts.name_of(i)[1] in read}
+
     def ordinals_until(self, index: int) -> int:
         """How many events the operations layer reads up to event ``index`` of the whole
         trace (inclusive): the inverse of :meth:`event_indexes` for ``--at INDEX``."""
-        read = set(self.fields)
-        fmts = self.trace.formats
-        ids = {i for i in fmts.ids() if fmts.name_of(i)[1] in read}
+        ids = self._read_ids()
         count = 0
         for i, rec in enumerate(self.trace.records(lost=False)):
             if i > index:
@@ -213,9 +217,7 @@ class Stage2Trace:
         out: dict[int, int] = {}
         if not wanted:
             return out
-        read = set(self.fields)
-        fmts = self.trace.formats
-        ids = {i for i in fmts.ids() if fmts.name_of(i)[1] in read}
+        ids = self._read_ids()
         ordinal = 0
         pos = 0
         target = wanted[0]

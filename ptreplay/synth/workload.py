@@ -94,6 +94,12 @@ class Region:
     wp: set[int] = field(default_factory=set)  # write-protected pages
     moved: dict[int, int] = field(default_factory=dict)  # page -> PA after KSM/migration
 
+    def unmap_block(self) -> None:
+        """The block (or what was believed mapped) is gone: no pages, none protected."""
+        self.block = False
+        self.pages.clear()
+        self.wp.clear()
+
 
 @dataclass(slots=True, eq=False)
 class Space:
@@ -116,6 +122,15 @@ class Space:
     live: bool = True
     resident: int = 0  # mapped pages, recounted now and then
     steps: int = 0
+
+    def regions_in(self, start: int, end: int) -> Iterator[tuple[int, Region]]:
+        """``(first IPA, region)`` of every region that ``[start, end)`` touches."""
+        first = max(0, (start - self.base) // BLOCK)
+        last = min(self.nregions - 1, (end - 1 - self.base) // BLOCK)
+        for index in range(first, last + 1):
+            reg = self.regions.get(index)
+            if reg is not None:
+                yield self.base + index * BLOCK, reg
 
 
 class RandomWorkload:
@@ -657,9 +672,7 @@ class RandomWorkload:
         else:
             page = off // PAGE
             if reg.block:  # a page over a block: the block became a table with this page
-                reg.block = False
-                reg.pages.clear()
-                reg.wp.clear()
+                reg.unmap_block()
             reg.pages[page] = a["prot"]
             reg.wp.discard(page)
             if a["phys"] != reg.chunk + page * PAGE:
@@ -669,15 +682,9 @@ class RandomWorkload:
         sp = self._space(call)
         a = call.args
         start, end = a["addr"], a["addr"] + a["size"]
-        for index in range((start - sp.base) // BLOCK, (end - 1 - sp.base) // BLOCK + 1):
-            reg = sp.regions.get(index)
-            if reg is None:
-                continue
-            base = sp.base + index * BLOCK
+        for base, reg in sp.regions_in(start, end):
             if reg.block:  # any part of a block unmaps the whole block
-                reg.block = False
-                reg.pages.clear()
-                reg.wp.clear()
+                reg.unmap_block()
                 continue
             for page in list(reg.pages):
                 if start <= base + page * PAGE < end:
@@ -696,11 +703,7 @@ class RandomWorkload:
         sp = self._space(call)
         a = call.args
         start, end = a["addr"], a["addr"] + a["size"]
-        for index in range((start - sp.base) // BLOCK, (end - 1 - sp.base) // BLOCK + 1):
-            reg = sp.regions.get(index)
-            if reg is None:
-                continue
-            base = sp.base + index * BLOCK
+        for base, reg in sp.regions_in(start, end):
             if reg.block and a["size"] < BLOCK:
                 reg.block = False
                 reg.pages.clear()
@@ -712,13 +715,7 @@ class RandomWorkload:
         sp = self._space(call)
         a = call.args
         start, end = a["addr"], a["addr"] + a["size"]
-        first = max(0, (start - sp.base) // BLOCK)
-        last = min(sp.nregions - 1, (end - 1 - sp.base) // BLOCK)
-        for index in range(first, last + 1):
-            reg = sp.regions.get(index)
-            if reg is None:
-                continue
-            base = sp.base + index * BLOCK
+        for base, reg in sp.regions_in(start, end):
             if reg.block:
                 reg.block_wp = True
             for page in reg.pages:
