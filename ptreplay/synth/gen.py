@@ -324,18 +324,22 @@ class _Run:
                              result.ret, self._visible(whole, root), st.entry or 0,
                              idx[len(tail)] or 0))
 
+    def _advance(self, first: bool) -> None:
+        """Move the clock to the next event: a gap before a call's first event, a few
+        hundred ns between the events of one call."""
+        if first:
+            self.ts += 2000 + int(self.clock.expovariate(1 / 150_000))
+        else:
+            self.ts += 150 + self.clock.randrange(2500)
+
     def _emit_run(self, evs: list[Ev], first: bool = False) -> list[int | None]:
         """Write events of one call in order; their indices (``None`` for placeholders)."""
         sink = self.sink
         assert sink is not None
-        clock = self.clock
         out: list[int | None] = []
         for ev in evs:
-            if first:
-                self.ts += 2000 + int(clock.expovariate(1 / 150_000))
-                first = False
-            else:
-                self.ts += 150 + clock.randrange(2500)
+            self._advance(first)
+            first = False
             if ev.role == "removed":
                 out.append(None)
                 continue
@@ -399,11 +403,8 @@ class _Run:
             ev = lists[which][positions[which]]
             positions[which] += 1
             left[which] -= 1
-            if first:
-                self.ts += 2000 + int(clock.expovariate(1 / 150_000))
-                first = False
-            else:
-                self.ts += 150 + clock.randrange(2500)
+            self._advance(first)
+            first = False
             if ev.role == "removed":
                 indices[which].append(None)
                 continue
