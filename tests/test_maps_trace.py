@@ -64,3 +64,16 @@ def test_an_earlier_index_shows_an_earlier_state(capsys: pytest.CaptureFixture[s
     after = _run(capsys, "maps", str(TRACE), "--at", str(first), "--layout", "owners", "--quiet")
     assert "owner 1" not in before
     assert "owner 1" in after
+
+
+def test_replay_layout_all_is_owners_then_the_full_mapping_map(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    text = _run(capsys, "replay", str(TRACE), "--layout", "all", "--quiet")
+    full = _run(capsys, "replay", str(TRACE), "--layout", "full", "--quiet")
+    heads = re.findall(r"^---\[ stage-2 (\S+): (owners|IPA bits .*) \]---$", text, flags=re.M)
+    assert heads and [k for _r, k in heads[::2]] == ["owners"] * (len(heads) // 2)
+    assert all(k.startswith("IPA bits") for _r, k in heads[1::2])
+    # the full blocks are exactly what --layout full prints
+    for block in re.split(r"^---\[ stage-2 \S+: owners \]---$", text, flags=re.M)[1:]:
+        mapping = block[block.index("---[ stage-2"):].split("\n\nstage-2 root at")[0].strip()
+        assert mapping in full
